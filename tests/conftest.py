@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import render
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--e2e",
+        action="store_true",
+        help="also run the end-to-end tests (generate projects and run their tools)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--e2e"):
+        return
+    skip = pytest.mark.skip(reason="end-to-end test: run with --e2e")
+    for item in items:
+        if "e2e" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project generated with default answers (rendered once, read-only)."""
+    return render(tmp_path_factory.mktemp("default") / "claims-fraud-detection")
+
+
+@pytest.fixture
+def render_project(tmp_path: Path) -> Callable[..., Path]:
+    """Render a project with the given answers into a fresh folder."""
+    counter = iter(range(1_000))
+
+    def _render(**answers: Any) -> Path:
+        return render(tmp_path / f"project-{next(counter)}", **answers)
+
+    return _render

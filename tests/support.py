@@ -1,0 +1,104 @@
+"""Rendering and running generated projects, shared by the template's tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import copier
+
+TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
+PYENV_VERSIONS = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+
+# The smallest set of answers copier needs; everything else takes its default.
+REQUIRED_ANSWERS: dict[str, Any] = {"project_name": "Claims Fraud Detection"}
+
+
+def render(dst: Path, vcs_ref: str | None = "HEAD", **answers: Any) -> Path:
+    """Render the template's working tree into ``dst`` with ``answers``, without tasks."""
+    copier.run_copy(
+        str(TEMPLATE_ROOT),
+        dst,
+        data={**REQUIRED_ANSWERS, **answers},
+        defaults=True,
+        vcs_ref=vcs_ref,
+        skip_tasks=True,
+        quiet=True,
+    )
+    return dst
+
+
+def interpreter_dirs() -> list[str]:
+    """Folders of the installed CPython 3.10-3.13 builds (uv must not download one)."""
+    if not PYENV_VERSIONS.is_dir():
+        return []
+    found = sorted(PYENV_VERSIONS.glob("3.1[0-3].*/bin"), reverse=True)
+    return [str(path) for path in found]
+
+
+def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for running a generated project's tools like a user would.
+
+    uv comes from this repository's own environment; Python builds come from
+    the interpreters installed on the machine, never from a download.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH"}}
+    path = [str(Path(sys.executable).parent), *interpreter_dirs(), env.get("PATH", "")]
+    env.update(
+        PATH=os.pathsep.join(path),
+        UV_PYTHON_DOWNLOADS="never",
+        UV_NO_PROGRESS="1",
+        GIT_AUTHOR_NAME="Template Tests",
+        GIT_AUTHOR_EMAIL="tests@example.org",
+        GIT_COMMITTER_NAME="Template Tests",
+        GIT_COMMITTER_EMAIL="tests@example.org",
+        NO_COLOR="1",
+    )
+    env.update(extra or {})
+    return env
+
+
+def run(
+    args: Sequence[str | os.PathLike[str]],
+    cwd: Path,
+    *,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in ``cwd``; on failure, raise with its full output."""
+    result = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=dict(env) if env is not None else tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(map(str, args))} exited {result.returncode} in {cwd}\n"
+            f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
+        )
+    return result
+
+
+def git_init_commit(project: Path, message: str = "Generate project") -> None:
+    """Make ``project`` a git repository with everything committed."""
+    run(["git", "init", "--quiet"], project)
+    run(["git", "add", "--all"], project)
+    run(["git", "commit", "--quiet", "--no-verify", "-m", message], project)
+
+
+def generated_files(project: Path) -> set[str]:
+    """Relative paths of every file in a generated project, outside .git."""
+    return {
+        path.relative_to(project).as_posix()
+        for path in project.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(project).parts
+    }
