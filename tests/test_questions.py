@@ -1,0 +1,189 @@
+"""The questions are the template's public interface: defaults, validators, `when`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from support import TEMPLATE_ROOT, render
+
+QUESTIONS = {
+    name: spec
+    for name, spec in yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text()).items()
+    if not name.startswith("_")
+}
+
+
+def answers_of(project: Path) -> dict:
+    return yaml.safe_load((project / ".copier-answers.yml").read_text())
+
+
+def test_every_question_has_help_and_a_type() -> None:
+    for name, spec in QUESTIONS.items():
+        assert spec.get("help"), f"{name} has no help text"
+        assert spec.get("type") in {"str", "bool", "int", "float"}, name
+
+
+def test_question_names_match_the_design() -> None:
+    assert list(QUESTIONS) == [
+        "project_name",
+        "project_slug",
+        "package_name",
+        "description",
+        "author_name",
+        "author_email",
+        "license",
+        "python_version",
+        "problem_type",
+        "primary_metric",
+        "primary_metric_threshold",
+        "experiment_tracker",
+        "dvc_remote",
+        "dvc_remote_url",
+        "ci_provider",
+        "use_docker",
+        "use_devcontainer",
+        "include_example",
+        "random_seed",
+    ]
+
+
+def test_defaults_follow_the_design(default_project: Path) -> None:
+    answers = answers_of(default_project)
+    assert answers["project_slug"] == "claims-fraud-detection"
+    assert answers["package_name"] == "claims_fraud_detection"
+    assert answers | {"_commit": None, "_src_path": None} == answers | {
+        "_commit": None,
+        "_src_path": None,
+        "license": "MIT",
+        "python_version": "3.12",
+        "problem_type": "binary_classification",
+        "primary_metric": "recall",
+        "primary_metric_threshold": 0.8,
+        "experiment_tracker": "mlflow",
+        "dvc_remote": "local",
+        "dvc_remote_url": "../claims-fraud-detection-dvc-storage",
+        "ci_provider": "github",
+        "use_docker": True,
+        "use_devcontainer": True,
+        "include_example": True,
+        "random_seed": 42,
+    }
+
+
+@pytest.mark.parametrize(
+    ("project_name", "slug", "package"),
+    [
+        ("Claims Fraud Detection", "claims-fraud-detection", "claims_fraud_detection"),
+        ("  Détection de Fraude: Sinistres  ", "detection-de-fraude-sinistres", None),
+        ('"Quoted" fraud #2 {v1}', "quoted-fraud-2-v1", "quoted_fraud_2_v1"),
+        ("2024 Claims -- Œuvre", "claims-oeuvre", "claims_oeuvre"),
+        ("Straße München", "strasse-munchen", "strasse_munchen"),
+    ],
+)
+def test_slug_and_package_derive_from_the_name(
+    tmp_path: Path, project_name: str, slug: str, package: str | None
+) -> None:
+    answers = answers_of(render(tmp_path / "p", project_name=project_name))
+    assert answers["project_slug"] == slug
+    assert answers["package_name"] == (package or slug.replace("-", "_"))
+
+
+@pytest.mark.parametrize(
+    ("problem_type", "metric", "threshold"),
+    [
+        ("binary_classification", "recall", 0.8),
+        ("multiclass_classification", "f1_macro", 0.7),
+        ("regression", "r2", 0.5),
+    ],
+)
+def test_primary_metric_defaults_follow_the_problem_type(
+    render_project, problem_type: str, metric: str, threshold: float
+) -> None:
+    answers = answers_of(render_project(problem_type=problem_type))
+    assert (answers["primary_metric"], answers["primary_metric_threshold"]) == (metric, threshold)
+
+
+def test_remote_url_is_not_asked_or_recorded_without_a_remote(render_project) -> None:
+    answers = answers_of(render_project(dvc_remote="none"))
+    assert "dvc_remote_url" not in answers
+
+
+def test_devcontainer_is_not_asked_or_recorded_without_docker(render_project) -> None:
+    answers = answers_of(render_project(use_docker=False))
+    assert "use_devcontainer" not in answers
+
+
+def test_a_cloud_remote_keeps_its_url(render_project) -> None:
+    answers = answers_of(render_project(dvc_remote="s3", dvc_remote_url="s3://bucket/claims"))
+    assert answers["dvc_remote_url"] == "s3://bucket/claims"
+
+
+# Each bad answer must be refused with a message that names the question, and
+# copier must write nothing at all.
+BAD_ANSWERS = [
+    ({"project_name": ""}, "project_name", "must not be empty"),
+    ({"project_name": "   "}, "project_name", "must not be empty"),
+    ({"project_name": "line\nbreak"}, "project_name", "single line"),
+    ({"project_name": "x" * 81}, "project_name", "at most 80"),
+    ({"project_slug": "claims fraud"}, "project_slug", "lowercase"),
+    ({"project_slug": "../outside"}, "project_slug", "lowercase"),
+    ({"project_slug": "claims..fraud"}, "project_slug", "lowercase"),
+    ({"project_slug": "Claims"}, "project_slug", "lowercase"),
+    ({"project_slug": "claims--fraud"}, "project_slug", "single hyphens"),
+    ({"package_name": "class"}, "package_name", "keyword"),
+    ({"package_name": "2fast"}, "package_name", "not starting with a digit"),
+    ({"package_name": "claims-fraud"}, "package_name", "identifier"),
+    ({"package_name": "../evil"}, "package_name", "identifier"),
+    ({"package_name": "numpy"}, "package_name", "shadow"),
+    ({"author_email": "not-an-email"}, "author_email", "name@example.org"),
+    ({"author_email": "a@b"}, "author_email", "name@example.org"),
+    ({"author_name": "Ada\tLovelace"}, "author_name", "single line"),
+    ({"description": "two\nlines"}, "description", "single line"),
+    ({"license": "GPL-3.0"}, "license", "GPL-3.0"),
+    ({"python_version": "3.9"}, "python_version", "3.9"),
+    ({"problem_type": "clustering"}, "problem_type", "clustering"),
+    ({"problem_type": "regression", "primary_metric": "recall"}, "primary_metric", "recall"),
+    ({"primary_metric_threshold": 1.5}, "primary_metric_threshold", "between 0 and 1"),
+    ({"primary_metric_threshold": -0.1}, "primary_metric_threshold", "between 0 and 1"),
+    (
+        {"problem_type": "regression", "primary_metric": "rmse", "primary_metric_threshold": 0},
+        "primary_metric_threshold",
+        "positive",
+    ),
+    ({"experiment_tracker": "tensorboard"}, "experiment_tracker", "tensorboard"),
+    ({"dvc_remote": "ftp"}, "dvc_remote", "ftp"),
+    ({"dvc_remote": "s3"}, "dvc_remote_url", "s3://"),
+    ({"dvc_remote": "s3", "dvc_remote_url": "gs://bucket"}, "dvc_remote_url", "s3://"),
+    ({"dvc_remote": "gcs", "dvc_remote_url": "s3://bucket"}, "dvc_remote_url", "gs://"),
+    ({"dvc_remote": "azure", "dvc_remote_url": "azure://"}, "dvc_remote_url", "azure://"),
+    ({"dvc_remote": "ssh", "dvc_remote_url": "user@host:/srv"}, "dvc_remote_url", "ssh://"),
+    ({"dvc_remote": "local", "dvc_remote_url": "s3://bucket"}, "dvc_remote_url", "not a URL"),
+    ({"dvc_remote_url": "../my storage"}, "dvc_remote_url", "spaces"),
+    ({"ci_provider": "jenkins"}, "ci_provider", "jenkins"),
+    ({"random_seed": -1}, "random_seed", "between 0 and 4294967295"),
+    ({"random_seed": 2**32}, "random_seed", "between 0 and 4294967295"),
+]
+
+
+@pytest.mark.parametrize(
+    ("answers", "question", "message"),
+    BAD_ANSWERS,
+    ids=[f"{q}-{i}" for i, (_, q, _) in enumerate(BAD_ANSWERS)],
+)
+def test_bad_answers_are_refused_naming_the_question(
+    tmp_path: Path, answers: dict, question: str, message: str
+) -> None:
+    destination = tmp_path / "project"
+    with pytest.raises(ValueError, match=f"'{question}'") as refused:
+        render(destination, **answers)
+    assert message in str(refused.value)
+    assert not destination.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_answers_cover_every_validated_question() -> None:
+    validated = {name for name, spec in QUESTIONS.items() if "validator" in spec or "choices" in spec}
+    refused = {question for _, question, _ in BAD_ANSWERS}
+    assert validated <= refused, f"no bad-answer case for {sorted(validated - refused)}"
