@@ -154,7 +154,7 @@ BAD_ANSWERS = [
     ),
     ({"experiment_tracker": "tensorboard"}, "experiment_tracker", "tensorboard"),
     ({"dvc_remote": "ftp"}, "dvc_remote", "ftp"),
-    ({"dvc_remote": "s3"}, "dvc_remote_url", "s3://"),
+    ({"dvc_remote": "s3"}, "dvc_remote_url", "required"),
     ({"dvc_remote": "s3", "dvc_remote_url": "gs://bucket"}, "dvc_remote_url", "s3://"),
     ({"dvc_remote": "gcs", "dvc_remote_url": "s3://bucket"}, "dvc_remote_url", "gs://"),
     ({"dvc_remote": "azure", "dvc_remote_url": "azure://"}, "dvc_remote_url", "azure://"),
@@ -176,7 +176,7 @@ def test_bad_answers_are_refused_naming_the_question(
     tmp_path: Path, answers: dict, question: str, message: str
 ) -> None:
     destination = tmp_path / "project"
-    with pytest.raises(ValueError, match=f"'{question}'") as refused:
+    with pytest.raises(ValueError, match=f"[\"']{question}[\"']") as refused:
         render(destination, **answers)
     assert message in str(refused.value)
     assert not destination.exists()
