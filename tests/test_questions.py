@@ -184,6 +184,8 @@ def test_bad_answers_are_refused_naming_the_question(
 
 
 def test_bad_answers_cover_every_validated_question() -> None:
-    validated = {name for name, spec in QUESTIONS.items() if "validator" in spec or "choices" in spec}
+    validated = {
+        name for name, spec in QUESTIONS.items() if "validator" in spec or "choices" in spec
+    }
     refused = {question for _, question, _ in BAD_ANSWERS}
     assert validated <= refused, f"no bad-answer case for {sorted(validated - refused)}"

@@ -134,7 +134,8 @@ def test_text_files_end_cleanly(project: Path) -> None:
         text = (project / relpath).read_text(encoding="utf-8")
         if not text:
             continue
-        assert text.endswith("\n") and not text.endswith("\n\n"), relpath
+        assert text.endswith("\n"), f"{relpath}: no newline at the end"
+        assert not text.endswith("\n\n"), f"{relpath}: blank lines at the end"
         trailing = [n for n, line in enumerate(text.splitlines(), 1) if line != line.rstrip()]
         assert not trailing, f"{relpath}: trailing whitespace on lines {trailing}"
 
@@ -146,8 +147,10 @@ def test_user_text_survives_rendering(project: Path) -> None:
     authors = pyproject["project"].get("authors", [])
     if answers["author_name"]:
         assert authors[0]["name"] == answers["author_name"]
-    assert (project / "README.md").read_text(encoding="utf-8").startswith(
-        f"# {answers['project_name']}\n"
+    assert (
+        (project / "README.md")
+        .read_text(encoding="utf-8")
+        .startswith(f"# {answers['project_name']}\n")
     )
 
 
