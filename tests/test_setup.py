@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -22,13 +23,22 @@ def copy_with_tasks(dst: Path, **answers: str) -> Path:
 
 
 def tree_digest(project: Path) -> dict[str, str]:
-    """Content hash of every file outside .git and .venv."""
-    return {
-        relpath: hashlib.sha256((project / relpath).read_bytes()).hexdigest()
-        for relpath in generated_files(project)
-        if not relpath.startswith((".venv/", ".pytest_cache/", ".ruff_cache/"))
-        and "__pycache__" not in relpath
-    }
+    """Content hash of every file outside .git and .venv.
+
+    The answers file's `_commit` is left out: rendering a template with
+    uncommitted changes stamps each copy with a commit of its own.
+    """
+    digest = {}
+    for relpath in generated_files(project):
+        if relpath.startswith((".venv/", ".pytest_cache/", ".ruff_cache/")):
+            continue
+        if "__pycache__" in relpath:
+            continue
+        content = (project / relpath).read_bytes()
+        if relpath == ".copier-answers.yml":
+            content = re.sub(rb"(?m)^_commit: .*$", b"", content)
+        digest[relpath] = hashlib.sha256(content).hexdigest()
+    return digest
 
 
 @pytest.fixture(scope="module")
