@@ -19,8 +19,16 @@ def copier_session(tmp_path: Path):
     destination = tmp_path / "answered"
     child = pexpect.spawn(
         sys.executable,
-        ["-m", "copier", "copy", "--vcs-ref", "HEAD", "--skip-tasks", str(TEMPLATE_ROOT),
-         str(destination)],
+        [
+            "-m",
+            "copier",
+            "copy",
+            "--vcs-ref",
+            "HEAD",
+            "--skip-tasks",
+            str(TEMPLATE_ROOT),
+            str(destination),
+        ],
         env=tool_env({"TERM": "xterm", "COLUMNS": "160", "LINES": "50"}),
         encoding="utf-8",
         timeout=30,

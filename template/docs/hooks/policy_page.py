@@ -1,6 +1,6 @@
 """MkDocs hook: render the metrics policy page from ``metrics_policy.yaml``.
 
-The policy file is the single source of truth (the CI gate reads it too), so
+The policy file is the single source of truth (`make policy` reads it too), so
 its page is generated at every build instead of being copied by hand: the
 docs can never disagree with the gate. A missing or malformed file stops the
 build with a message that names the problem.
@@ -33,7 +33,7 @@ def policy_path(config: MkDocsConfig) -> Path:
 def load_policy(path: Path) -> dict[str, Any]:
     """Read the policy and check the keys the page needs, failing with a clear message."""
     if not path.is_file():
-        raise PluginError(f"{POLICY_FILENAME} not found at {path}: the metrics policy page needs it")
+        raise PluginError(f"{path} not found: the metrics policy page is built from it")
     try:
         policy = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
@@ -43,7 +43,7 @@ def load_policy(path: Path) -> dict[str, Any]:
     for key in ("problem_type", "primary_metric", "evaluation"):
         if key not in policy:
             raise PluginError(f"{POLICY_FILENAME} has no '{key}' key")
-    for rule in [policy["primary_metric"], *policy.get("guardrails") or []]:
+    for rule in [policy["primary_metric"], *(policy.get("guardrails") or [])]:
         check_rule(rule)
     if not isinstance(policy["evaluation"], dict):
         raise PluginError(f"{POLICY_FILENAME}: 'evaluation' must be a mapping")
@@ -54,7 +54,7 @@ def check_rule(rule: Any) -> None:
     """A rule is a metric name, a direction and a numeric threshold."""
     if not isinstance(rule, dict) or not {"name", "direction", "threshold"} <= rule.keys():
         raise PluginError(
-            f"{POLICY_FILENAME}: every metric rule needs name, direction and threshold; got {rule!r}"
+            f"{POLICY_FILENAME}: a metric rule needs name, direction and threshold; got {rule!r}"
         )
     if rule["direction"] not in DIRECTIONS:
         raise PluginError(
@@ -68,7 +68,8 @@ def check_rule(rule: Any) -> None:
 def rule_row(role: str, rule: dict[str, Any]) -> str:
     """One table row: the metric, what passes, and why it is there."""
     passes = f"{DIRECTIONS[rule['direction']]} {rule['threshold']:g}"
-    reason = str(rule.get("reason", "decides whether a model is better")).replace("|", r"\|")
+    reason = " ".join(str(rule.get("reason", "decides whether a model is better")).split())
+    reason = reason.replace("|", r"\|")
     return f"| {role} | `{rule['name']}` | {rule['direction']} | {passes} | {reason} |"
 
 
@@ -105,15 +106,16 @@ def render_page(policy: dict[str, Any]) -> str:
     """The whole page, in Markdown."""
     primary = policy["primary_metric"]
     guardrails = policy.get("guardrails") or []
+    problem = str(policy["problem_type"]).replace("_", " ")
     lines = [
         "# Metrics policy",
         "",
-        f"This page is generated from `{POLICY_FILENAME}` at every docs build; edit that file,",
-        "not this page. `make policy` checks `reports/metrics.json` against the same file,",
-        "and CI runs that check on every change.",
+        f"This page is generated from `{POLICY_FILENAME}` at every docs build: edit that",
+        "file, not this page. `make policy` checks `reports/metrics.json` against the same",
+        "file, so the page and the gate cannot disagree.",
         "",
-        f"Problem type: **{str(policy['problem_type']).replace('_', ' ')}**. A model is acceptable",
-        f"only when `{primary['name']}` and every guardrail pass on the test split.",
+        f"Problem type: **{problem}**. A model is acceptable only when `{primary['name']}`",
+        "and every guardrail pass on the test split.",
         "",
         "## Metrics and thresholds",
         "",
@@ -150,7 +152,10 @@ def render_page(policy: dict[str, Any]) -> str:
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
     """Add the generated page to the site's files, before the nav is built."""
-    content = render_page(load_policy(policy_path(config)))
+    try:
+        content = render_page(load_policy(policy_path(config)))
+    except (KeyError, TypeError, ValueError) as error:
+        raise PluginError(f"{POLICY_FILENAME} has an unexpected value: {error!r}") from error
     files.append(File.generated(config, PAGE_PATH, content=content))
     return files
 
