@@ -148,6 +148,11 @@ BAD_ANSWERS = [
     ({"primary_metric_threshold": 1.5}, "primary_metric_threshold", "between 0 and 1"),
     ({"primary_metric_threshold": -0.1}, "primary_metric_threshold", "between 0 and 1"),
     (
+        {"problem_type": "regression", "primary_metric": "r2", "primary_metric_threshold": -0.5},
+        "primary_metric_threshold",
+        "between 0 and 1",
+    ),
+    (
         {"problem_type": "regression", "primary_metric": "rmse", "primary_metric_threshold": 0},
         "primary_metric_threshold",
         "positive",
