@@ -1,0 +1,231 @@
+"""The CI configuration of generated projects: GitHub Actions, GitLab CI, Bitbucket Pipelines.
+
+Each file is validated against its provider's schema (check-jsonschema's
+built-in copies, no network), must run the same steps (pre-commit, tests, the
+pipeline, the metrics policy gate, `make verify`) and may only call `make`
+targets that exist, and do something, in the generated Makefile.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonc
+import pytest
+import yaml
+from support import render, run
+
+CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
+CI_FILES = {
+    "github": ".github/workflows/ci.yml",
+    "gitlab": ".gitlab-ci.yml",
+    "bitbucket": "bitbucket-pipelines.yml",
+}
+SCHEMAS = {
+    "github": "vendor.github-workflows",
+    "gitlab": "vendor.gitlab-ci",
+    "bitbucket": "vendor.bitbucket-pipelines",
+}
+CLOUD_REMOTES = {
+    "s3": "s3://claims-bucket/dvc",
+    "gcs": "gs://claims-bucket/dvc",
+    "azure": "azure://claims-container/dvc",
+    "ssh": "ssh://ml@storage.example.org/srv/dvc",
+}
+PLACEHOLDER = "not part of this template version yet"
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Render a project per distinct set of answers, shared by this module's tests (read-only)."""
+    projects: dict[tuple[tuple[str, Any], ...], Path] = {}
+
+    def _render(**answers: Any) -> Path:
+        key = tuple(sorted(answers.items()))
+        if key not in projects:
+            projects[key] = render(tmp_path_factory.mktemp("ci") / "project", **answers)
+        return projects[key]
+
+    return _render
+
+
+def remote_answers(remote: str) -> dict[str, str]:
+    answers = {"dvc_remote": remote}
+    if remote in CLOUD_REMOTES:
+        answers["dvc_remote_url"] = CLOUD_REMOTES[remote]
+    return answers
+
+
+def validate(provider: str, path: Path, schema: str | None = None) -> None:
+    schema = schema or SCHEMAS[provider]
+    result = run([CHECK_JSONSCHEMA, "--builtin-schema", schema, path], path.parent, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def commands(provider: str, config: dict[str, Any]) -> list[str]:
+    """Every shell command a CI file runs, in order."""
+    if provider == "github":
+        steps = [step for job in config["jobs"].values() for step in job["steps"]]
+        return [step["run"] for step in steps if "run" in step]
+    if provider == "gitlab":
+        jobs = [job for name, job in config.items() if isinstance(job, dict) and "script" in job]
+        return [line for job in jobs for line in job["script"]]
+    steps = [item["step"] for item in config["pipelines"]["default"]]
+    return [line for step in steps for line in step["script"]]
+
+
+def make_targets(lines: list[str]) -> Iterator[str]:
+    for line in lines:
+        yield from re.findall(r"(?:^|&&|;)\s*make\s+([\w-]+)", line)
+
+
+def makefile_recipes(makefile: str) -> dict[str, str]:
+    """Each target of a Makefile and its recipe."""
+    recipes: dict[str, str] = {}
+    for match in re.finditer(r"^([\w-]+):[^\n]*\n((?:\t[^\n]*\n?)*)", makefile, flags=re.M):
+        recipes[match.group(1)] = match.group(2)
+    return recipes
+
+
+# ---------------------------------------------------------------- which files
+
+
+@pytest.mark.parametrize("provider", ["github", "gitlab", "bitbucket", "none"])
+@pytest.mark.parametrize(
+    ("use_docker", "use_devcontainer"), [(True, True), (True, False), (False, False)]
+)
+def test_render_matrix_writes_exactly_the_chosen_ci_and_container_files(
+    rendered: Callable[..., Path], provider: str, use_docker: bool, use_devcontainer: bool
+) -> None:
+    project = rendered(
+        ci_provider=provider, use_docker=use_docker, use_devcontainer=use_devcontainer
+    )
+    for name, path in CI_FILES.items():
+        assert (project / path).is_file() is (name == provider), path
+    if provider != "github":
+        assert not (project / ".github").exists()
+    assert (project / "Dockerfile").is_file() is use_docker
+    assert (project / ".dockerignore").is_file() is use_docker
+    assert (project / ".devcontainer" / "devcontainer.json").is_file() is use_devcontainer
+    if provider in CI_FILES:
+        validate(provider, project / CI_FILES[provider])
+
+
+# ---------------------------------------------------------------- schemas
+
+
+@pytest.mark.parametrize("provider", list(CI_FILES))
+@pytest.mark.parametrize("remote", ["local", "none", "s3", "gcs", "azure", "ssh"])
+def test_ci_file_validates_against_its_provider_schema(
+    rendered: Callable[..., Path], provider: str, remote: str
+) -> None:
+    project = rendered(ci_provider=provider, **remote_answers(remote))
+    validate(provider, project / CI_FILES[provider])
+    if provider == "github":
+        # A job without a timeout can burn runner minutes for hours.
+        validate(provider, project / CI_FILES[provider], "custom.github-workflows-require-timeout")
+        for workflow in sorted((project / ".github" / "workflows").glob("*.y*ml")):
+            validate(provider, workflow)
+
+
+@pytest.mark.parametrize("provider", list(CI_FILES))
+def test_schema_validation_rejects_a_broken_ci_file(
+    rendered: Callable[..., Path], provider: str, tmp_path: Path
+) -> None:
+    source = rendered(ci_provider=provider, **remote_answers("local")) / CI_FILES[provider]
+    config = yaml.safe_load(source.read_text())
+    if provider == "github":
+        del config["jobs"]["ci"]["runs-on"]
+    elif provider == "gitlab":
+        config["ci"]["script"] = {"not": "a list"}
+    else:
+        config["pipelines"]["default"][0]["step"]["max-time"] = "forever"
+    path = tmp_path / source.name
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(AssertionError):
+        validate(provider, path)
+
+
+# ---------------------------------------------------------------- what CI runs
+
+
+@pytest.mark.parametrize("provider", list(CI_FILES))
+@pytest.mark.parametrize("remote", ["local", "none", "s3"])
+def test_ci_installs_from_the_lock_and_runs_checks_pipeline_gate_and_verify(
+    rendered: Callable[..., Path], provider: str, remote: str
+) -> None:
+    project = rendered(ci_provider=provider, **remote_answers(remote))
+    lines = commands(provider, yaml.safe_load((project / CI_FILES[provider]).read_text()))
+    assert "uv sync --locked" in lines
+    assert lines.index("uv sync --locked") < lines.index("make test")
+    assert any(line.startswith("uv run --locked pre-commit run --all-files") for line in lines)
+    targets = list(make_targets(lines))
+    assert targets == ["test", "repro", "policy", "verify"]
+    pulls = [line for line in lines if "dvc pull" in line]
+    if remote in CLOUD_REMOTES:
+        assert pulls == ["uv run --locked dvc pull --allow-missing"]
+        assert lines.index(pulls[0]) < next(i for i, x in enumerate(lines) if x == "make repro")
+    else:
+        assert pulls == [], "a local folder remote does not exist on a CI runner"
+
+
+@pytest.mark.parametrize("provider", list(CI_FILES))
+def test_every_make_target_ci_and_devcontainer_call_exists_in_the_makefile(
+    rendered: Callable[..., Path], provider: str
+) -> None:
+    project = rendered(ci_provider=provider, **remote_answers("local"))
+    lines = commands(provider, yaml.safe_load((project / CI_FILES[provider]).read_text()))
+    devcontainer = jsonc.loads((project / ".devcontainer" / "devcontainer.json").read_text())
+    assert isinstance(devcontainer, dict)
+    lines.append(devcontainer["postCreateCommand"])
+    called = set(make_targets(lines))
+    assert called >= {"setup", "test", "repro", "policy", "verify"}
+    recipes = makefile_recipes((project / "Makefile").read_text())
+    for target in sorted(called):
+        assert target in recipes, f"make {target} is not in the Makefile"
+        assert recipes[target].strip(), f"make {target} has no recipe"
+        assert PLACEHOLDER not in recipes[target], f"make {target} is still a placeholder"
+        dry_run = run(["make", "--dry-run", target], project, check=False)
+        assert dry_run.returncode == 0, dry_run.stderr
+
+
+# ---------------------------------------------------------------- pinning
+
+
+def test_actions_and_images_are_pinned_and_agree_on_uv_and_python(
+    rendered: Callable[..., Path],
+) -> None:
+    uv_versions: set[str] = set()
+    for provider, path in CI_FILES.items():
+        project = rendered(ci_provider=provider, python_version="3.11")
+        text = (project / path).read_text()
+        config = yaml.safe_load(text)
+        if provider == "github":
+            steps = config["jobs"]["ci"]["steps"]
+            for action in [step["uses"] for step in steps if "uses" in step]:
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})", action)
+            setup_uv = next(s for s in steps if s.get("uses", "").startswith("astral-sh/setup-uv"))
+            assert setup_uv["with"]["enable-cache"] is True
+            assert setup_uv["with"]["cache-dependency-glob"] == "uv.lock"
+            uv_versions.add(setup_uv["with"]["version"])
+            assert any("~/.cache/pre-commit" in str(s.get("with", {}).get("path")) for s in steps)
+        else:
+            images = re.findall(r"image: (\S+)", text)
+            assert images
+            for image in images:
+                match = re.fullmatch(
+                    r"ghcr\.io/astral-sh/uv:(\d+\.\d+\.\d+)-python3\.11-bookworm", image
+                )
+                assert match, image
+                uv_versions.add(match.group(1))
+            assert "uv.lock" in text
+            assert ".pre-commit-config.yaml" in text
+        dockerfile = (project / "Dockerfile").read_text()
+        uv_image = re.search(r"^ARG UV_IMAGE=ghcr\.io/astral-sh/uv:(\S+)$", dockerfile, re.M)
+        assert uv_image
+        uv_versions.add(uv_image.group(1))
+    assert len(uv_versions) == 1, f"uv versions disagree: {uv_versions}"
