@@ -7,6 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import jsonc
 import pytest
 import yaml
 from support import TEMPLATE_ROOT, generated_files, render, run, tool_env
@@ -108,7 +109,8 @@ def test_core_files_are_generated(project: Path) -> None:
 
 
 def test_no_template_syntax_is_left(project: Path) -> None:
-    leftovers = re.compile(r"\{\{-?\s*[\w(]|\{%-?\s|\s-?%\}|\.jinja\b")
+    # GitHub Actions expressions (${{ ... }}) are not Jinja.
+    leftovers = re.compile(r"(?<!\$)\{\{-?\s*[\w(]|\{%-?\s|\s-?%\}|\.jinja\b")
     for relpath in generated_files(project):
         if relpath.startswith(("docs/", "mkdocs.yml")) or relpath == ".copier-answers.yml":
             continue  # checked by test_docs.py; answers may quote user text verbatim
@@ -124,6 +126,8 @@ def test_structured_files_parse(project: Path) -> None:
             list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
         elif path.suffix == ".toml":
             tomllib.loads(path.read_text(encoding="utf-8"))
+        elif path.name == "devcontainer.json":  # JSON with comments, per its spec
+            jsonc.loads(path.read_text(encoding="utf-8"))
         elif path.suffix == ".json":
             json.loads(path.read_text(encoding="utf-8"))
 
