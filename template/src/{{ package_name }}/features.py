@@ -1,0 +1,80 @@
+"""Featurize: turn the raw columns into the numbers a model needs.
+
+The transformers learn everything they need (medians, categories, scales)
+from the training split only, so no information leaks from the validation or
+test rows into the model. The fitted preprocessor is saved next to the model:
+prediction on new claims must transform them exactly the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import joblib
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from .config import MODELS_DIR, PROCESSED_DATA_DIR, load_params
+from .data import INTERIM_DATA_DIR, SPLITS, Schema, read_csv, resolve_schema, write_csv
+
+PREPROCESSOR_FILE = MODELS_DIR / "preprocessor.joblib"
+
+
+def build_preprocessor(schema: Schema, params: dict[str, Any]) -> ColumnTransformer:
+    """Impute and scale numeric columns; impute and one-hot encode categorical ones.
+
+    Missing numbers get a "was missing" indicator column because, in claims
+    data, a blank field is often a signal in itself.
+    """
+    numeric = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy=params["numeric_imputer"], add_indicator=True)),
+            ("scale", StandardScaler()),
+        ]
+    )
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+            (
+                "encode",
+                OneHotEncoder(
+                    handle_unknown="infrequent_if_exist",
+                    min_frequency=params["min_category_frequency"],
+                    sparse_output=False,
+                ),
+            ),
+        ]
+    )
+    preprocessor = ColumnTransformer(
+        [
+            ("numeric", numeric, list(schema.numeric)),
+            ("categorical", categorical, list(schema.categorical)),
+        ],
+        verbose_feature_names_out=False,
+    )
+    return preprocessor.set_output(transform="pandas")
+
+
+def main() -> None:
+    """Fit the preprocessor on the training split and transform every split."""
+    params = load_params()
+    train = read_csv(INTERIM_DATA_DIR / "train.csv")
+    schema = resolve_schema(train, params["data"])
+    train = read_csv(INTERIM_DATA_DIR / "train.csv", schema)
+    preprocessor = build_preprocessor(schema, params["featurize"])
+    preprocessor.fit(train[schema.features])
+    for name in SPLITS:
+        rows = read_csv(INTERIM_DATA_DIR / f"{name}.csv", schema)
+        features = preprocessor.transform(rows[schema.features])
+        features[schema.target] = rows[schema.target].to_numpy()
+        write_csv(features, PROCESSED_DATA_DIR / f"{name}.csv")
+    PREPROCESSOR_FILE.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(preprocessor, PREPROCESSOR_FILE)
+    n_features = len(preprocessor.get_feature_names_out())
+    print(f"{n_features} features from {len(schema.features)} columns")
+
+
+if __name__ == "__main__":
+    main()

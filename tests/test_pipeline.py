@@ -1,0 +1,355 @@
+"""The DVC pipeline of generated projects: what it declares, and that it reproduces.
+
+Fast tests read the rendered dvc.yaml, params.yaml and .dvc/config. End-to-end
+tests (``--e2e``) run the pipeline of real generated projects, re-run it, push
+and pull its outputs (to a local folder and to an S3 server on loopback), and
+restore it in a fresh clone.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from support import git_init_commit, render, run, tool_env
+
+PROBLEM_TYPES = ["binary_classification", "multiclass_classification", "regression"]
+STAGES = ["prepare", "featurize", "train", "evaluate"]
+# The metrics contract: every metric the problem type's policy can choose from.
+POLICY_METRICS = {
+    "binary_classification": {
+        "recall",
+        "precision",
+        "f1",
+        "roc_auc",
+        "average_precision",
+        "balanced_accuracy",
+    },
+    "multiclass_classification": {
+        "f1_macro",
+        "balanced_accuracy",
+        "accuracy",
+        "recall_macro",
+        "precision_macro",
+    },
+    "regression": {"rmse", "mae", "r2"},
+}
+
+
+def read_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def dvc_config(project: Path) -> dict[str, dict[str, str]]:
+    """Parse .dvc/config (DVC's configobj dialect: indented keys, quoted section names)."""
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    for line in (project / ".dvc" / "config").read_text(encoding="utf-8").splitlines():
+        if header := re.fullmatch(r"\[(.+)\]", line.strip()):
+            current = sections.setdefault(header.group(1).strip("'"), {})
+        elif "=" in line:
+            key, value = (part.strip() for part in line.split("=", 1))
+            current[key] = value
+    return sections
+
+
+def param(params: dict[str, Any], dotted: str) -> Any:
+    value: Any = params
+    for key in dotted.split("."):
+        value = value[key]
+    return value
+
+
+# ---------------------------------------------------------------- fast: what is rendered
+
+
+@pytest.mark.parametrize("problem_type", PROBLEM_TYPES)
+@pytest.mark.parametrize("include_example", [True, False])
+def test_every_stage_declares_params_that_exist(
+    render_project: Callable[..., Path], problem_type: str, include_example: bool
+) -> None:
+    project = render_project(problem_type=problem_type, include_example=include_example)
+    pipeline = read_yaml(project / "dvc.yaml")
+    params = read_yaml(project / "params.yaml")
+    expected = ["generate", *STAGES] if include_example else STAGES
+    assert list(pipeline["stages"]) == expected
+    for name, stage in pipeline["stages"].items():
+        assert stage["cmd"].startswith("python -m claims_fraud_detection.")
+        for dotted in stage.get("params", []):
+            param(params, dotted)  # raises KeyError if the stage reads a missing param
+        for dep in stage["deps"]:
+            if dep.startswith("src/"):
+                assert (project / dep).is_file(), f"{name} depends on missing {dep}"
+    evaluate = pipeline["stages"]["evaluate"]
+    assert evaluate["metrics"] == [{"reports/metrics.json": {"cache": False}}]
+    plotted = {next(iter(plot)) for plot in pipeline["plots"]}
+    assert all(path.startswith("reports/plots/") for path in plotted)
+
+
+def test_seed_in_params_comes_from_the_random_seed_answer(
+    render_project: Callable[..., Path],
+) -> None:
+    project = render_project(random_seed=1234)
+    assert read_yaml(project / "params.yaml")["seed"] == 1234
+
+
+def test_example_pipeline_generates_data_and_the_skeleton_reads_the_users(
+    render_project: Callable[..., Path],
+) -> None:
+    example = render_project()
+    skeleton = render_project(include_example=False)
+    assert (example / "src/claims_fraud_detection/synthetic.py").is_file()
+    assert not (skeleton / "src/claims_fraud_detection/synthetic.py").exists()
+    assert "generate" not in read_yaml(skeleton / "params.yaml")
+    prepare = read_yaml(skeleton / "dvc.yaml")["stages"]["prepare"]
+    assert "data/raw/dataset.csv" in prepare["deps"]
+
+
+@pytest.mark.parametrize(
+    ("answers", "url"),
+    [
+        ({}, "../../claims-fraud-detection-dvc-storage"),
+        ({"dvc_remote_url": "/srv/dvc/claims"}, "/srv/dvc/claims"),
+        ({"dvc_remote_url": "storage/dvc"}, "../storage/dvc"),
+        ({"dvc_remote": "s3", "dvc_remote_url": "s3://bucket/claims"}, "s3://bucket/claims"),
+        ({"dvc_remote": "gcs", "dvc_remote_url": "gs://bucket/claims"}, "gs://bucket/claims"),
+        ({"dvc_remote": "azure", "dvc_remote_url": "azure://box/claims"}, "azure://box/claims"),
+        ({"dvc_remote": "ssh", "dvc_remote_url": "ssh://me@host/dvc"}, "ssh://me@host/dvc"),
+    ],
+)
+def test_dvc_config_renders_the_chosen_remote(
+    render_project: Callable[..., Path], answers: dict[str, str], url: str
+) -> None:
+    project = render_project(**answers)
+    config = dvc_config(project)
+    assert config["core"] == {"analytics": "false", "remote": "storage"}
+    assert config['remote "storage"'] == {"url": url}
+    extra = {"s3": "[s3]", "gcs": "[gs]", "azure": "[azure]", "ssh": "[ssh]"}.get(
+        answers.get("dvc_remote", "local"), ""
+    )
+    dependencies = (project / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'"dvc{extra}>=' in dependencies
+
+
+def test_no_remote_leaves_dvc_without_one(render_project: Callable[..., Path]) -> None:
+    project = render_project(dvc_remote="none")
+    assert dvc_config(project) == {"core": {"analytics": "false"}}
+
+
+def test_dvc_keeps_credentials_and_cache_out_of_git(default_project: Path) -> None:
+    ignored = (default_project / ".dvc" / ".gitignore").read_text(encoding="utf-8").split()
+    assert {"/config.local", "/cache", "/tmp"} <= set(ignored)
+
+
+# ---------------------------------------------------------------- end to end: running it
+
+
+def setup_and_repro(project: Path) -> None:
+    git_init_commit(project)
+    run(["make", "setup"], project)
+    run(["make", "repro"], project)
+
+
+def lock_bytes(project: Path) -> bytes:
+    return (project / "dvc.lock").read_bytes()
+
+
+def metrics(project: Path) -> dict[str, float]:
+    return json.loads((project / "reports" / "metrics.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("problem_type", PROBLEM_TYPES)
+def test_pipeline_runs_and_a_forced_rerun_is_bit_identical(
+    render_project: Callable[..., Path], problem_type: str
+) -> None:
+    project = render_project(problem_type=problem_type)
+    setup_and_repro(project)
+
+    scores = metrics(project)
+    assert POLICY_METRICS[problem_type] <= scores.keys()
+    assert all(isinstance(value, float) for value in scores.values())
+    if problem_type == "binary_classification":
+        assert 0.6 <= scores["recall"] <= 0.95
+        assert scores["precision"] < 0.9
+    assert (project / "reports" / "fingerprint.json").is_file()
+
+    recorded = lock_bytes(project)
+    verify = run(["make", "verify"], project)  # dvc repro --force, then compare
+    assert "match dvc.lock bit for bit" in verify.stdout
+    assert lock_bytes(project) == recorded
+
+    noop = run(["uv", "run", "--locked", "dvc", "repro"], project)
+    assert "Running stage" not in noop.stdout
+    shown = json.loads(run(["uv", "run", "dvc", "metrics", "show", "--json"], project).stdout)
+    assert shown  # DVC reads the metrics file it declared
+    run(["uv", "run", "dvc", "plots", "show", "--out", "plots-html"], project)
+    assert (project / "plots-html" / "index.html").is_file()
+
+
+@pytest.mark.e2e
+def test_verify_names_an_output_that_does_not_reproduce(
+    render_project: Callable[..., Path],
+) -> None:
+    project = render_project()
+    setup_and_repro(project)
+    lock = read_yaml(project / "dvc.lock")
+    # Pretend the recorded model came from a run that cannot be reproduced.
+    lock["stages"]["train"]["outs"][0]["md5"] = "0" * 32
+    (project / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False), encoding="utf-8")
+
+    result = run(["make", "verify"], project, check=False)
+    assert result.returncode != 0
+    assert "DIFFERS models/model.joblib (stage train)" in result.stdout
+    assert "1 output(s) differ from dvc.lock: models/model.joblib" in result.stderr
+
+
+@pytest.mark.e2e
+def test_experiments_params_and_metrics_diff_work(render_project: Callable[..., Path]) -> None:
+    project = render_project()
+    setup_and_repro(project)
+    run(["git", "add", "--all"], project)
+    run(["git", "commit", "--quiet", "--no-verify", "-m", "Run the pipeline"], project)
+
+    run(
+        ["uv", "run", "dvc", "exp", "run", "-S", "train.estimator=hist_gradient_boosting"],
+        project,
+    )
+    params = json.loads(run(["uv", "run", "dvc", "params", "diff", "--json"], project).stdout)
+    changed = params["params.yaml"]["train.estimator"]
+    assert changed == {"old": "logistic_regression", "new": "hist_gradient_boosting"}
+    diff = json.loads(run(["uv", "run", "dvc", "metrics", "diff", "--json"], project).stdout)
+    assert "recall" in diff["reports/metrics.json"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("problem_type", PROBLEM_TYPES)
+def test_skeleton_pipeline_runs_on_the_users_data(
+    render_project: Callable[..., Path], problem_type: str
+) -> None:
+    project = render_project(problem_type=problem_type, include_example=False)
+    git_init_commit(project)
+    run(["make", "setup"], project)
+    write_user_data(project / "data" / "raw" / "dataset.csv", problem_type)
+    run(["uv", "run", "--locked", "dvc", "add", "data/raw/dataset.csv"], project)
+    run(["make", "repro"], project)
+    assert POLICY_METRICS[problem_type] <= metrics(project).keys()
+
+
+def write_user_data(path: Path, problem_type: str, rows: int = 600) -> None:
+    """Write a small CSV the way a user's export might look (text, numbers, gaps)."""
+    rng = random.Random(0)
+    with path.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["customer", "amount", "tenure", "segment", "target"])
+        for row in range(rows):
+            amount = rng.lognormvariate(7, 0.5)
+            segment = rng.choice(["retail", "business", "vip"])
+            signal = amount / 1000 + (segment == "vip") + rng.gauss(0, 0.5)
+            target = {
+                "binary_classification": int(signal > 2.2),
+                "multiclass_classification": ["low", "mid", "high"][min(int(signal), 2)],
+                "regression": round(100 * signal, 2),
+            }[problem_type]
+            tenure = "" if row % 13 == 0 else rng.randint(0, 120)
+            writer.writerow([f"c{row}", round(amount, 2), tenure, segment, target])
+
+
+@pytest.mark.e2e
+def test_fresh_clone_restores_data_and_models_from_the_local_remote(tmp_path: Path) -> None:
+    project = render(tmp_path / "claims-fraud-detection")
+    setup_and_repro(project)
+    run(["uv", "run", "--locked", "dvc", "push"], project)
+    assert (tmp_path / "claims-fraud-detection-dvc-storage" / "files" / "md5").is_dir()
+    run(["git", "add", "--all"], project)
+    run(["git", "commit", "--quiet", "--no-verify", "-m", "Run the pipeline"], project)
+
+    # A sibling clone: the default remote (../<slug>-dvc-storage) resolves to the same folder.
+    clone = tmp_path / "clone"
+    run(["git", "clone", "--quiet", str(project), str(clone)], tmp_path)
+    run(["make", "setup"], clone)
+    run(["uv", "run", "--locked", "dvc", "pull"], clone)
+    for output in ("data/raw/claims.csv", "models/model.joblib", "models/preprocessor.joblib"):
+        assert (clone / output).read_bytes() == (project / output).read_bytes(), output
+    status = run(["uv", "run", "--locked", "dvc", "status", "--json"], clone)
+    assert json.loads(status.stdout) == {}
+
+
+# ---------------------------------------------------------------- S3 on loopback
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def s3_server(tmp_path: Path) -> Iterator[str]:
+    """An S3-compatible server (moto) on 127.0.0.1, stopped after the test."""
+    pytest.importorskip("moto.server", reason="needs moto[server] in the test environment")
+    port = free_port()
+    log = (tmp_path / "moto.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("moto server did not start")
+        request = urllib.request.Request(f"{endpoint}/claims-bucket", method="PUT")
+        urllib.request.urlopen(request, timeout=5).close()
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
+@pytest.mark.e2e
+def test_push_and_pull_through_an_s3_server(
+    render_project: Callable[..., Path], s3_server: str
+) -> None:
+    project = render_project(dvc_remote="s3", dvc_remote_url="s3://claims-bucket/dvc")
+    git_init_commit(project)
+    run(["make", "setup"], project)
+    # Where users keep endpoints and credentials: .dvc/config.local and the environment.
+    modify = ["uv", "run", "dvc", "remote", "modify", "--local", "storage"]
+    run([*modify, "endpointurl", s3_server], project)
+    env = tool_env({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    run(["uv", "run", "--locked", "dvc", "repro", "prepare"], project, env=env)
+    run(["uv", "run", "--locked", "dvc", "push"], project, env=env)
+    assert s3_server not in (project / ".dvc" / "config").read_text(encoding="utf-8")
+
+    original = (project / "data" / "raw" / "claims.csv").read_bytes()
+    shutil.rmtree(project / ".dvc" / "cache")
+    shutil.rmtree(project / "data" / "interim")
+    (project / "data" / "raw" / "claims.csv").unlink()
+    run(["uv", "run", "--locked", "dvc", "pull", "--with-deps", "prepare"], project, env=env)
+    assert (project / "data" / "raw" / "claims.csv").read_bytes() == original
+    assert {p.name for p in (project / "data" / "interim").iterdir()} == {
+        "train.csv",
+        "validation.csv",
+        "test.csv",
+    }
