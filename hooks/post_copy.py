@@ -74,7 +74,7 @@ def ensure_python(version: str) -> bool:
 
 
 def sync_environment() -> bool:
-    if shutil.which("uv") is None:
+    if shutil.which("uv") is None or run("uv", "--version", check=False).returncode != 0:
         say("uv is not installed: install it (https://docs.astral.sh/uv/), then run `make setup`.")
         return False
     if not ensure_python(Path(".python-version").read_text(encoding="utf-8").strip()):
