@@ -14,6 +14,27 @@ import copier
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 PYENV_VERSIONS = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
 
+# The metrics each problem type offers as primary_metric (copier.yml) and the
+# evaluate stage writes to reports/metrics.json.
+METRICS = {
+    "binary_classification": [
+        "recall",
+        "precision",
+        "f1",
+        "roc_auc",
+        "average_precision",
+        "balanced_accuracy",
+    ],
+    "multiclass_classification": [
+        "f1_macro",
+        "balanced_accuracy",
+        "accuracy",
+        "recall_macro",
+        "precision_macro",
+    ],
+    "regression": ["rmse", "mae", "r2"],
+}
+
 # The smallest set of answers copier needs; everything else takes its default.
 REQUIRED_ANSWERS: dict[str, Any] = {"project_name": "Claims Fraud Detection"}
 

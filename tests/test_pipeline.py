@@ -24,29 +24,12 @@ from typing import Any
 
 import pytest
 import yaml
-from support import git_init_commit, render, run, tool_env
+from support import METRICS, git_init_commit, render, run, tool_env
 
 PROBLEM_TYPES = ["binary_classification", "multiclass_classification", "regression"]
 STAGES = ["prepare", "featurize", "train", "evaluate"]
 # The metrics contract: every metric the problem type's policy can choose from.
-POLICY_METRICS = {
-    "binary_classification": {
-        "recall",
-        "precision",
-        "f1",
-        "roc_auc",
-        "average_precision",
-        "balanced_accuracy",
-    },
-    "multiclass_classification": {
-        "f1_macro",
-        "balanced_accuracy",
-        "accuracy",
-        "recall_macro",
-        "precision_macro",
-    },
-    "regression": {"rmse", "mae", "r2"},
-}
+POLICY_METRICS = {problem_type: set(names) for problem_type, names in METRICS.items()}
 
 
 def read_yaml(path: Path) -> Any:

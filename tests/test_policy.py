@@ -12,30 +12,10 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from support import TEMPLATE_ROOT, run, tool_env
+from support import METRICS, TEMPLATE_ROOT, run, tool_env
 
 SCHEMA = json.loads((TEMPLATE_ROOT / "template" / "metrics_policy.schema.json").read_text())
 
-# The metrics each problem type supports: copier.yml's primary_metric choices,
-# and the keys the evaluate stage writes to reports/metrics.json.
-METRICS = {
-    "binary_classification": [
-        "recall",
-        "precision",
-        "f1",
-        "roc_auc",
-        "average_precision",
-        "balanced_accuracy",
-    ],
-    "multiclass_classification": [
-        "f1_macro",
-        "balanced_accuracy",
-        "accuracy",
-        "recall_macro",
-        "precision_macro",
-    ],
-    "regression": ["rmse", "mae", "r2"],
-}
 ERRORS = {"rmse", "mae"}
 
 # What the example pipeline reports on its test split with the default answers.

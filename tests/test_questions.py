@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
-from support import TEMPLATE_ROOT, render
+from support import METRICS, TEMPLATE_ROOT, render
 
 QUESTIONS = {
     name: spec
@@ -194,3 +195,10 @@ def test_bad_answers_cover_every_validated_question() -> None:
     }
     refused = {question for _, question, _ in BAD_ANSWERS}
     assert validated <= refused, f"no bad-answer case for {sorted(validated - refused)}"
+
+
+def test_primary_metric_choices_are_the_metrics_the_pipeline_writes() -> None:
+    """copier.yml's choices, the evaluate stage and the policy share one list."""
+    choices = QUESTIONS["primary_metric"]["choices"]
+    offered = [re.findall(r"\w+", block) for block in re.findall(r"\[([^\]]*)\]", choices)]
+    assert offered == list(METRICS.values())
