@@ -92,6 +92,12 @@ def test_pipeline_run_is_logged_with_params_metrics_and_commit(tracked_project) 
     assert any(key.startswith("train.") for key in stored["params"])
 
 
+def test_project_tests_pass_with_its_tracker(tracked_project) -> None:
+    """The generated tests log a real run to this tracker's store, and fail if they cannot."""
+    _, project = tracked_project
+    run(["make", "test"], project)
+
+
 def test_only_the_chosen_tracker_is_installed(tracked_project) -> None:
     tracker, project = tracked_project
     installed = run(["uv", "pip", "list", "--format=json"], project).stdout
@@ -103,10 +109,9 @@ def test_only_the_chosen_tracker_is_installed(tracked_project) -> None:
         assert module in names
 
 
+@pytest.mark.parametrize("tracked_project", ["dvclive"], indirect=True)
 def test_dvclive_runs_show_up_in_dvc_exp_show(tracked_project) -> None:
-    tracker, project = tracked_project
-    if tracker != "dvclive":
-        pytest.skip("DVCLive only")
+    _, project = tracked_project
     run(
         ["uv", "run", "--locked", "dvc", "exp", "run", "--name", "seed-7", "-S", "seed=7"], project
     )
@@ -115,10 +120,9 @@ def test_dvclive_runs_show_up_in_dvc_exp_show(tracked_project) -> None:
     assert "dvclive/metrics.json" in shown
 
 
+@pytest.mark.parametrize("tracked_project", ["mlflow"], indirect=True)
 def test_unreachable_mlflow_server_fails_fast_naming_the_uri(tracked_project) -> None:
-    tracker, project = tracked_project
-    if tracker != "mlflow":
-        pytest.skip("MLflow only")
+    _, project = tracked_project
     uri = f"http://127.0.0.1:{free_port()}"
     env = tool_env({"MLFLOW_TRACKING_URI": uri})
     result = run(
@@ -132,10 +136,9 @@ def test_unreachable_mlflow_server_fails_fast_naming_the_uri(tracked_project) ->
     assert f"MLflow tracking server {uri} is unreachable" in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("tracked_project", ["mlflow"], indirect=True)
 def test_runs_go_to_a_shared_mlflow_server(tracked_project, tmp_path: Path) -> None:
-    tracker, project = tracked_project
-    if tracker != "mlflow":
-        pytest.skip("MLflow only")
+    _, project = tracked_project
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
