@@ -229,3 +229,20 @@ def test_actions_and_images_are_pinned_and_agree_on_uv_and_python(
         assert uv_image
         uv_versions.add(uv_image.group(1))
     assert len(uv_versions) == 1, f"uv versions disagree: {uv_versions}"
+
+
+@pytest.mark.parametrize("provider", list(CI_FILES))
+def test_ci_clones_the_full_history_for_the_policy_baseline(
+    provider: str, rendered: Callable[..., Path]
+) -> None:
+    """The gate's regression rule reads the metrics committed on main."""
+    project = rendered(ci_provider=provider)
+    config = yaml.safe_load((project / CI_FILES[provider]).read_text())
+    if provider == "github":
+        (job,) = config["jobs"].values()
+        steps = [step for step in job["steps"] if "actions/checkout" in step.get("uses", "")]
+        assert steps[0]["with"]["fetch-depth"] == 0
+    elif provider == "gitlab":
+        assert config["variables"]["GIT_DEPTH"] == 0
+    else:
+        assert config["clone"]["depth"] == "full"
