@@ -302,7 +302,8 @@ def s3_server(tmp_path: Path) -> Iterator[str]:
         else:
             raise AssertionError("moto server did not start")
         request = urllib.request.Request(f"{endpoint}/claims-bucket", method="PUT")
-        urllib.request.urlopen(request, timeout=5).close()
+        # The first S3 call loads moto's S3 backend: seconds on a busy machine.
+        urllib.request.urlopen(request, timeout=120).close()
         yield endpoint
     finally:
         server.terminate()
