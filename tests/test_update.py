@@ -407,10 +407,8 @@ def test_rename_script_refuses_paths_outside_the_project(tmp_path: Path, rename,
 WORKFLOW = ".github/workflows/template-update.yml"
 
 
-@pytest.fixture(scope="module")
-def behind(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project_behind_its_template(root: Path) -> Path:
     """A project generated at v0.1.0 whose template has released v0.2.0 since."""
-    root = tmp_path_factory.mktemp("drift")
     template = template_clone(root / "template")
     project = generate(template, root / "project")
     edit(
@@ -420,6 +418,11 @@ def behind(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     release(template, "v0.2.0", "Release 0.2.0")
     return project
+
+
+@pytest.fixture(scope="module")
+def behind(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return project_behind_its_template(tmp_path_factory.mktemp("drift"))
 
 
 def test_check_update_reports_a_project_behind_its_template(behind: Path) -> None:
@@ -434,14 +437,7 @@ def test_check_update_reports_a_project_behind_its_template(behind: Path) -> Non
 
 @pytest.mark.e2e
 def test_make_check_update_names_the_new_version(tmp_path: Path) -> None:
-    template = template_clone(tmp_path / "template")
-    project = generate(template, tmp_path / "project")
-    edit(
-        template / "template" / "Makefile.jinja",
-        ".DEFAULT_GOAL := help\n",
-        ".DEFAULT_GOAL := help\n.SUFFIXES:\n",
-    )
-    release(template, "v0.2.0", "Release 0.2.0")
+    project = project_behind_its_template(tmp_path)
     result = run(["make", "check-update"], project)
     assert "latest version is 0.2.0" in result.stdout
 
