@@ -99,7 +99,8 @@ def main() -> int:
         return 0
     created_repository = False
     if not inside_git_repository():
-        run("git", "init", "--quiet")
+        # main: the branch the CI files run on and the policy gate compares with
+        run("git", "init", "--quiet", "--initial-branch=main")
         created_repository = True
         say("Initialised a git repository.")
 

@@ -50,6 +50,7 @@ def trusted_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_task_makes_a_repository_with_a_first_commit(trusted_project: Path) -> None:
     log = run(["git", "log", "--format=%s"], trusted_project).stdout.splitlines()
     assert log == ["Generate project from the reproducible-ML template"]
+    assert run(["git", "branch", "--show-current"], trusted_project).stdout.strip() == "main"
     status = run(["git", "status", "--porcelain"], trusted_project).stdout
     assert status == "", f"uncommitted files after generation:\n{status}"
     committed = run(["git", "ls-files"], trusted_project).stdout.splitlines()
