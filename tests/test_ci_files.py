@@ -20,6 +20,7 @@ import yaml
 from support import render, run
 
 CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
+UPDATE_WORKFLOW = ".github/workflows/template-update.yml"
 CI_FILES = {
     "github": ".github/workflows/ci.yml",
     "gitlab": ".gitlab-ci.yml",
@@ -66,21 +67,38 @@ def validate(provider: str, path: Path, schema: str | None = None) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def commands(provider: str, config: dict[str, Any]) -> list[str]:
-    """Every shell command a CI file runs, in order."""
+def jobs(provider: str, config: dict[str, Any]) -> dict[str, list[str]]:
+    """Each job's shell commands, in order, by job name (Bitbucket: by pipeline)."""
     if provider == "github":
-        steps = [step for job in config["jobs"].values() for step in job["steps"]]
-        return [step["run"] for step in steps if "run" in step]
+        return {
+            name: [step["run"] for step in job["steps"] if "run" in step]
+            for name, job in config["jobs"].items()
+        }
     if provider == "gitlab":
-        jobs = [job for name, job in config.items() if isinstance(job, dict) and "script" in job]
-        return [line for job in jobs for line in job["script"]]
-    steps = [item["step"] for item in config["pipelines"]["default"]]
-    return [line for step in steps for line in step["script"]]
+        return {
+            name: job["script"]
+            for name, job in config.items()
+            if isinstance(job, dict) and "script" in job
+        }
+    pipelines = {"default": config["pipelines"]["default"]}
+    pipelines.update(config["pipelines"].get("custom", {}))
+    return {
+        name: [line for item in items for line in item["step"]["script"]]
+        for name, items in pipelines.items()
+    }
+
+
+def commands(provider: str, config: dict[str, Any]) -> list[str]:
+    """Every shell command of the checks that run on each push, in order."""
+    by_job = jobs(provider, config)
+    return (
+        by_job["default"] if provider == "bitbucket" else [c for cs in by_job.values() for c in cs]
+    )
 
 
 def make_targets(lines: list[str]) -> Iterator[str]:
     for line in lines:
-        yield from re.findall(r"(?:^|&&|;)\s*make\s+([\w-]+)", line)
+        yield from re.findall(r"(?:^|&&|;)\s*make\s+([\w-]+)", line, flags=re.M)
 
 
 def makefile_recipes(makefile: str) -> dict[str, str]:
@@ -159,7 +177,8 @@ def test_ci_installs_from_the_lock_and_runs_checks_pipeline_gate_and_verify(
     rendered: Callable[..., Path], provider: str, remote: str
 ) -> None:
     project = rendered(ci_provider=provider, **remote_answers(remote))
-    lines = commands(provider, yaml.safe_load((project / CI_FILES[provider]).read_text()))
+    config = yaml.safe_load((project / CI_FILES[provider]).read_text())
+    lines = jobs(provider, config)["ci"] if provider == "gitlab" else commands(provider, config)
     assert "uv sync --locked" in lines
     assert lines.index("uv sync --locked") < lines.index("make test")
     assert any(line.startswith("uv run --locked pre-commit run --all-files") for line in lines)
@@ -178,12 +197,18 @@ def test_every_make_target_ci_and_devcontainer_call_exists_in_the_makefile(
     rendered: Callable[..., Path], provider: str
 ) -> None:
     project = rendered(ci_provider=provider, **remote_answers("local"))
-    lines = commands(provider, yaml.safe_load((project / CI_FILES[provider]).read_text()))
+    files = [CI_FILES[provider], *([UPDATE_WORKFLOW] if provider == "github" else [])]
+    lines = [
+        line
+        for name in files
+        for job in jobs(provider, yaml.safe_load((project / name).read_text())).values()
+        for line in job
+    ]
     devcontainer = jsonc.loads((project / ".devcontainer" / "devcontainer.json").read_text())
     assert isinstance(devcontainer, dict)
     lines.append(devcontainer["postCreateCommand"])
     called = set(make_targets(lines))
-    assert called >= {"setup", "test", "repro", "policy", "verify"}
+    assert called >= {"setup", "test", "repro", "policy", "verify", "update-template"}
     recipes = makefile_recipes((project / "Makefile").read_text())
     for target in sorted(called):
         assert target in recipes, f"make {target} is not in the Makefile"

@@ -8,7 +8,9 @@ would; then it changes the template (tag v0.2.0), edits the project, and runs
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,6 +21,7 @@ from pathlib import Path
 import copier
 import pytest
 import yaml
+from packaging.version import Version
 from support import REQUIRED_ANSWERS, TEMPLATE_ROOT, run, tool_env
 
 PACKAGE = "claims_fraud_detection"
@@ -109,12 +112,12 @@ def template_clone(dst: Path) -> Path:
     return dst
 
 
-def generate(template: Path, project: Path, vcs_ref: str = "v0.1.0") -> Path:
+def generate(template: Path, project: Path, vcs_ref: str = "v0.1.0", **data: str) -> Path:
     """`copier copy --skip-tasks` from a tag, then the user's first commit."""
     copier.run_copy(
         str(template),
         project,
-        data=REQUIRED_ANSWERS,
+        data={**REQUIRED_ANSWERS, **data},
         defaults=True,
         vcs_ref=vcs_ref,
         skip_tasks=True,
@@ -307,18 +310,14 @@ def test_update_with_tasks_does_not_rerun_the_post_copy_task(tmp_path: Path) -> 
 
 
 def rename_notebooks_in_0_2_0(template: Path) -> None:
-    """A breaking rename, test-only: notebooks/ becomes analysis/ with a migration."""
+    """A breaking rename, test-only: notebooks/ becomes analysis/, listed in renames.yml."""
     git(template, "mv", "template/notebooks", "template/analysis")
-    copier_yml = template / "copier.yml"
-    edit(copier_yml, "  - notebooks/**\n", "  - analysis/**\n")
-    migration = (
-        "\n_migrations:\n"
-        "  - version: v0.2.0\n"
-        '    command: ["{{ _copier_python }}", "{{ _copier_conf.src_path }}/hooks/migrations/'
-        'rename_paths.py", "notebooks", "analysis"]\n'
-        "    when: \"{{ _stage == 'after' }}\"\n"
+    edit(template / "copier.yml", "  - notebooks/**\n", "  - analysis/**\n")
+    edit(
+        template / "hooks" / "migrations" / "renames.yml",
+        "renames: []\n",
+        'renames:\n  - version: "0.2.0"\n    old: notebooks\n    new: analysis\n',
     )
-    copier_yml.write_text(copier_yml.read_text() + migration)
     release(template, "v0.2.0", "Rename notebooks/ to analysis/")
 
 
@@ -362,12 +361,61 @@ def test_migration_runs_only_when_crossing_its_version(migrated) -> None:
     assert not (project / "analysis" / "scratch.md").exists()
 
 
+RENAMES_TABLE = """\
+renames:
+  - version: "2.0"
+    old: middle
+    new: last
+  - version: "1.0"
+    old: first
+    new: middle
+"""
+
+
 @pytest.fixture
 def rename(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    def _rename(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run([sys.executable, RENAME_SCRIPT, *args], tmp_path, check=check, env=tool_env())
+    """Run the migration in ``tmp_path`` with its own renames table."""
+    table = tmp_path.parent / f"{tmp_path.name}-renames.yml"
+
+    def _rename(
+        version_from: str, version_to: str, table_text: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        table.write_text(table_text)
+        command = [sys.executable, RENAME_SCRIPT, version_from, version_to, f"--table={table}"]
+        return run(command, tmp_path, check=check, env=tool_env())
 
     return _rename
+
+
+def one_rename(old: str, new: str) -> str:
+    return f'renames:\n  - {{version: "1.0", old: "{old}", new: "{new}"}}\n'
+
+
+def tree(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
+def test_rename_script_applies_every_crossed_rename_oldest_first(tmp_path: Path, rename) -> None:
+    (tmp_path / "first").mkdir()
+    (tmp_path / "first" / "notes.md").write_text("mine")
+    rename("0.9", "1.5", RENAMES_TABLE)
+    assert tree(tmp_path) == ["middle", "middle/notes.md"]
+    rename("1.5", "2.0", RENAMES_TABLE)
+    assert tree(tmp_path) == ["last", "last/notes.md"]
+    (tmp_path / "first").mkdir()
+    (tmp_path / "first" / "again.md").write_text("mine too")
+    rename("0.1", "2.0.post3.dev0+g1234567", RENAMES_TABLE)  # an untagged commit after 2.0
+    assert tree(tmp_path) == ["last", "last/again.md", "last/notes.md"]
+
+
+@pytest.mark.parametrize(("version_from", "version_to"), [("1.0", "1.9"), ("2.0", "3.0")])
+def test_rename_script_skips_renames_it_does_not_cross(
+    tmp_path: Path, rename, version_from: str, version_to: str
+) -> None:
+    (tmp_path / "first").mkdir()
+    (tmp_path / "first" / "notes.md").write_text("mine")
+    rename(version_from, version_to, RENAMES_TABLE)
+    assert tree(tmp_path) == ["first", "first/notes.md"]
 
 
 def test_rename_script_is_idempotent(tmp_path: Path, rename) -> None:
@@ -375,17 +423,17 @@ def test_rename_script_is_idempotent(tmp_path: Path, rename) -> None:
     (tmp_path / "old" / "deep" / "a.txt").write_text("a")
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "b.txt").write_text("b")
-    rename("old", "new")
-    snapshot = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    rename("0.1", "1.0", one_rename("old", "new"))
+    snapshot = tree(tmp_path)
     assert snapshot == ["new", "new/b.txt", "new/deep", "new/deep/a.txt"]
-    rename("old", "new")
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == snapshot
+    rename("0.1", "1.0", one_rename("old", "new"))
+    assert tree(tmp_path) == snapshot
 
 
 def test_rename_script_never_overwrites_a_different_file(tmp_path: Path, rename) -> None:
     (tmp_path / "old.yaml").write_text("mine")
     (tmp_path / "new.yaml").write_text("template's")
-    result = rename("old.yaml", "new.yaml")
+    result = rename("0.1", "1.0", one_rename("old.yaml", "new.yaml"))
     assert (tmp_path / "old.yaml").read_text() == "mine"
     assert (tmp_path / "new.yaml").read_text() == "template's"
     assert "old.yaml" in result.stderr
@@ -396,9 +444,23 @@ def test_rename_script_never_overwrites_a_different_file(tmp_path: Path, rename)
     ("old", "new"), [("../outside", "inside"), ("inside", "/tmp/x"), ("a", "../b")]
 )
 def test_rename_script_refuses_paths_outside_the_project(tmp_path: Path, rename, old, new) -> None:
-    result = rename(old, new, check=False)
+    result = rename("0.1", "1.0", one_rename(old, new), check=False)
     assert result.returncode != 0
     assert "outside the project" in result.stderr
+
+
+def test_rename_script_names_a_bad_entry_of_its_table(tmp_path: Path, rename) -> None:
+    table = 'renames:\n  - {version: "1.0", old: a, new: b}\n  - {version: soon, old: c, new: d}\n'
+    result = rename("0.1", "1.0", table, check=False)
+    assert result.returncode != 0
+    assert "rename 2" in result.stderr
+    assert "version" in result.stderr
+
+
+def test_the_shipped_renames_table_is_valid(tmp_path: Path, rename) -> None:
+    shipped = (TEMPLATE_ROOT / "hooks" / "migrations" / "renames.yml").read_text()
+    rename("0.0.1", "999", shipped)
+    assert tree(tmp_path) == []
 
 
 # ---------------------------------------------------------------- drift
@@ -407,16 +469,20 @@ def test_rename_script_refuses_paths_outside_the_project(tmp_path: Path, rename,
 WORKFLOW = ".github/workflows/template-update.yml"
 
 
-def project_behind_its_template(root: Path) -> Path:
-    """A project generated at v0.1.0 whose template has released v0.2.0 since."""
-    template = template_clone(root / "template")
-    project = generate(template, root / "project")
+def release_0_2_0(template: Path) -> None:
     edit(
         template / "template" / "Makefile.jinja",
         ".DEFAULT_GOAL := help\n",
         ".DEFAULT_GOAL := help\n.SUFFIXES:\n",
     )
     release(template, "v0.2.0", "Release 0.2.0")
+
+
+def project_behind_its_template(root: Path, **data: str) -> Path:
+    """A project generated at v0.1.0 whose template has released v0.2.0 since."""
+    template = template_clone(root / "template")
+    project = generate(template, root / "project", **data)
+    release_0_2_0(template)
     return project
 
 
@@ -442,9 +508,56 @@ def test_make_check_update_names_the_new_version(tmp_path: Path) -> None:
     assert "latest version is 0.2.0" in result.stdout
 
 
-def workflow_step(project: Path, name: str) -> str:
-    steps = yaml.safe_load((project / WORKFLOW).read_text())["jobs"]["update"]["steps"]
-    return next(step["run"] for step in steps if step.get("name") == name)
+@pytest.mark.e2e
+def test_make_update_template_updates_and_names_the_conflicting_files(tmp_path: Path) -> None:
+    project = project_behind_its_template(tmp_path)
+    # The user changed the very line v0.2.0 adds a line after: a real conflict.
+    edit(project / "Makefile", ".DEFAULT_GOAL := help\n", ".DEFAULT_GOAL := check\n")
+    commit_all(project, "make with no target runs the checks")
+    result = run(["make", "update-template"], project)
+    assert answers(project)["_commit"] == "v0.2.0"
+    assert conflict_markers((project / "Makefile").read_text())
+    conflicts = "You and the template changed the same lines in these files:\nMakefile\n"
+    assert conflicts in result.stderr
+
+
+def test_makefile_pins_the_copier_the_template_is_tested_with(default_project: Path) -> None:
+    makefile = (default_project / "Makefile").read_text()
+    pinned = re.search(r"^COPIER := uvx --from copier==([\d.]+) copier$", makefile, flags=re.M)
+    assert pinned, "the Makefile must pin copier for check-update and update-template"
+    assert pinned.group(1) == importlib.metadata.version("copier")
+    minimum = yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text())["_min_copier_version"]
+    assert Version(pinned.group(1)) >= Version(minimum)
+
+
+@pytest.mark.parametrize(
+    ("source", "reachable"),
+    [
+        ("gh:acme/ml-template", True),
+        ("'https://git.example.org/ml/template.git'", True),
+        ("git@git.example.org:ml/template.git", True),
+        ("{template}", True),
+        ("/home/me/no-such-template", False),
+        ("../moved-away", False),
+    ],
+)
+def test_make_template_source_refuses_a_source_it_cannot_reach(
+    default_project: Path, tmp_path: Path, source: str, reachable: bool
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("Makefile", ".python-version"):
+        shutil.copy(default_project / name, project / name)
+    source = source.format(template=tmp_path)
+    (project / ".copier-answers.yml").write_text(f"_commit: v0.1.0\n_src_path: {source}\n")
+    result = run(["make", "--silent", "template-source"], project, check=False)
+    assert (result.returncode == 0) is reachable, result.stderr
+    if not reachable:
+        assert f"_src_path in .copier-answers.yml is '{source}'" in result.stderr
+
+
+def workflow_steps(project: Path) -> list[dict]:
+    return yaml.safe_load((project / WORKFLOW).read_text())["jobs"]["update"]["steps"]
 
 
 def test_update_workflow_is_valid_and_pinned(default_project: Path) -> None:
@@ -453,10 +566,11 @@ def test_update_workflow_is_valid_and_pinned(default_project: Path) -> None:
     run([schema_check, "--builtin-schema", "vendor.github-workflows", workflow], default_project)
     spec = yaml.safe_load(workflow.read_text())
     assert spec[True]["schedule"], "the workflow must run on a schedule"  # YAML 1.1: on == True
-    for step in spec["jobs"]["update"]["steps"]:
+    for step in workflow_steps(default_project):
         if "uses" in step:
             assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
-    assert "copier update --trust --defaults --conflict=inline" in workflow.read_text()
+    runs = "\n".join(step.get("run", "") for step in workflow_steps(default_project))
+    assert "make update-template" in runs
 
 
 def test_update_workflow_exists_only_for_github(render_project) -> None:
@@ -464,21 +578,95 @@ def test_update_workflow_exists_only_for_github(render_project) -> None:
     assert not (render_project(ci_provider="none") / ".github").exists()
 
 
-@pytest.mark.parametrize(
-    ("source", "reachable"),
-    [
-        ("gh:acme/ml-template", True),
-        ("https://git.example.org/ml/template.git", True),
-        ("/home/me/template", False),
-        (".", False),
-    ],
-)
-def test_update_workflow_stops_when_ci_cannot_reach_the_template(
-    default_project: Path, tmp_path: Path, source: str, reachable: bool
-) -> None:
-    (tmp_path / ".copier-answers.yml").write_text(f"_commit: v0.1.0\n_src_path: {source}\n")
-    script = workflow_step(default_project, "Check that the template can be reached from CI")
-    result = run(["bash", "-euo", "pipefail", "-c", script], tmp_path, check=False)
-    assert (result.returncode == 0) is reachable
-    if not reachable:
-        assert f"_src_path in .copier-answers.yml is '{source}'" in result.stdout
+def test_gitlab_runs_the_update_job_alone_on_its_schedule(render_project) -> None:
+    config = yaml.safe_load((render_project(ci_provider="gitlab") / ".gitlab-ci.yml").read_text())
+    assert config["template-update"]["rules"] == [
+        {"if": '$CI_PIPELINE_SOURCE == "schedule" && $TEMPLATE_UPDATE == "true"'}
+    ]
+    assert config["ci"]["rules"][0] == {"if": '$TEMPLATE_UPDATE == "true"', "when": "never"}
+
+
+# ------------------------------------------ the GitLab and Bitbucket update jobs, run here
+
+CURL_STUB = """#!/bin/sh
+# Bitbucket's REST API, as far as the template-update pipeline uses it.
+printf '%s\\n' "$*" >>"$CURL_LOG"
+for arg in "$@"; do
+  case "$arg" in @*) cp "${arg#@}" "$CURL_LOG.json" ;; esac
+done
+case " $* " in
+  *" --get "*) echo '{"size": 0, "values": []}' ;;
+  *) echo '{"id": 7}' ;;
+esac
+"""
+
+
+def update_job_script(project: Path, provider: str) -> str:
+    if provider == "gitlab":
+        config = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
+        lines = config["template-update"]["script"]
+    else:
+        pipeline = yaml.safe_load((project / "bitbucket-pipelines.yml").read_text())
+        lines = pipeline["pipelines"]["custom"]["template-update"][0]["step"]["script"]
+    return "\n".join(lines)
+
+
+def run_update_job(project: Path, provider: str, remote: Path, token: str = "secret"):
+    """The provider's update job as its runner would run it, against a local remote."""
+    env = {"TEMPLATE_UPDATE_TOKEN": token, "CURL_LOG": str(remote.parent / "curl.log")}
+    if provider == "gitlab":
+        env |= {
+            "CI_SERVER_PROTOCOL": "https",
+            "CI_SERVER_HOST": "gitlab.example.org",
+            "CI_SERVER_PORT": "443",
+            "CI_PROJECT_PATH": "acme/claims",
+            "CI_DEFAULT_BRANCH": "main",
+            # The push URL the job builds, pointed at the local bare repository.
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": f"url.{remote}.insteadOf",
+            "GIT_CONFIG_VALUE_0": "https://template-update:secret@gitlab.example.org:443/acme/claims.git",
+        }
+    else:
+        env |= {"BITBUCKET_REPO_FULL_NAME": "acme/claims", "BITBUCKET_BRANCH": "main"}
+        stubs = remote.parent / "bin"
+        stubs.mkdir(exist_ok=True)
+        (stubs / "curl").write_text(CURL_STUB)
+        (stubs / "curl").chmod(0o755)
+        env["PATH"] = f"{stubs}{os.pathsep}{tool_env()['PATH']}"
+    script = update_job_script(project, provider)
+    return run(["bash", "-eo", "pipefail", "-c", script], project, check=False, env=tool_env(env))
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("provider", ["gitlab", "bitbucket"])
+def test_scheduled_update_job_proposes_the_new_version(tmp_path: Path, provider: str) -> None:
+    template = template_clone(tmp_path / "template")
+    project = generate(template, tmp_path / "project", ci_provider=provider)
+    remote = tmp_path / "remote.git"
+    run(["git", "init", "--quiet", "--bare", remote], tmp_path)
+    git(remote, "config", "receive.advertisePushOptions", "true")
+    git(project, "remote", "add", "origin", str(remote))
+    git(project, "push", "--quiet", "origin", "main")
+
+    no_token = run_update_job(project, provider, remote, token="")
+    assert no_token.returncode == 1
+    assert "TEMPLATE_UPDATE_TOKEN" in no_token.stderr
+
+    current = run_update_job(project, provider, remote)
+    assert current.returncode == 0, current.stdout + current.stderr
+    assert "nothing to propose" in current.stdout
+    assert "template-update" not in git(remote, "branch", "--list")
+
+    release_0_2_0(template)
+    proposed = run_update_job(project, provider, remote)
+    assert proposed.returncode == 0, proposed.stdout + proposed.stderr
+    branch_answers = yaml.safe_load(git(remote, "show", "template-update:.copier-answers.yml"))
+    assert branch_answers["_commit"] == "v0.2.0"
+    title = "Update from the project template (v0.2.0)"
+    assert git(remote, "log", "-1", "--format=%s", "template-update").strip() == title
+    assert git(remote, "rev-parse", "main") == git(project, "rev-parse", "main")
+    if provider == "bitbucket":
+        request = json.loads((tmp_path / "curl.log.json").read_text())
+        assert request["title"] == title
+        assert request["source"]["branch"]["name"] == "template-update"
+        assert request["destination"]["branch"]["name"] == "main"

@@ -1,33 +1,42 @@
-"""Migration: move a project's files across a path the template renamed.
+"""Migration: move a project's files across the paths the template renamed.
 
-Usage, from a `_migrations` entry of copier.yml (the command runs in the
-project's root after `copier update` has rendered the new version)::
+copier.yml runs it after every `copier update` between two released versions::
 
     _migrations:
-      - version: v2.0.0
-        command:
+      - command:
           - "{{ _copier_python }}"
           - "{{ _copier_conf.src_path }}/hooks/migrations/rename_paths.py"
-          - old/path
-          - new/path
+          - "{{ _version_pep440_from }}"
+          - "{{ _version_pep440_to }}"
         when: "{{ _stage == 'after' }}"
 
-Copier runs it only when an update crosses ``version``. Each OLD NEW pair
-moves a file, or every file under a folder, to its new place:
+The renames themselves are data, in renames.yml next to this script: each has
+the version that made it, an old path and a new path. An update from FROM to
+TO applies the renames with FROM < version <= TO, oldest first, so a project
+that skips releases still gets every move. Each moves a file, or every file
+under a folder, to its new place:
 
 - a file whose new place is free is moved there;
 - a file identical to the one already at its new place is removed;
 - a file that differs from the one at its new place stays where it is, and is
   named on stderr, so the user merges the two by hand (nothing is lost).
 
-Running it again changes nothing. Paths must stay inside the project.
+Running it again changes nothing. Paths must stay inside the project. It runs
+with copier's own Python, so it uses only the standard library and what copier
+itself depends on (PyYAML, packaging).
 """
 
 from __future__ import annotations
 
+import argparse
 import filecmp
 import sys
 from pathlib import Path
+
+import yaml
+from packaging.version import InvalidVersion, Version
+
+RENAMES = Path(__file__).with_name("renames.yml")
 
 
 def say(message: str) -> None:
@@ -74,17 +83,31 @@ def rename(old: Path, new: Path, root: Path) -> None:
         remove_empty_folders(old)
 
 
+def load_renames(table: Path) -> list[tuple[Version, str, str]]:
+    """The renames of ``table``, oldest first; exit with a message naming a bad entry."""
+    entries = (yaml.safe_load(table.read_text(encoding="utf-8")) or {}).get("renames") or []
+    renames = []
+    for number, entry in enumerate(entries, start=1):
+        try:
+            renames.append((Version(str(entry["version"])), str(entry["old"]), str(entry["new"])))
+        except (KeyError, TypeError, InvalidVersion) as error:
+            raise SystemExit(
+                f"[migrate] {table.name}, rename {number}: needs a PEP 440 version, "
+                f"an old and a new path ({error!r})."
+            ) from error
+    return sorted(renames, key=lambda rename: rename[0])
+
+
 def main(args: list[str]) -> int:
-    if not args or len(args) % 2:
-        say("usage: rename_paths.py OLD NEW [OLD NEW ...]")
-        return 2
+    parser = argparse.ArgumentParser(description="Apply the template's renames to this project.")
+    parser.add_argument("version_from", type=Version, help="the project's template version")
+    parser.add_argument("version_to", type=Version, help="the version it is updated to")
+    parser.add_argument("--table", type=Path, default=RENAMES, help="renames file (YAML)")
+    options = parser.parse_args(args)
     root = Path.cwd().resolve()
-    pairs = [
-        (inside(root, old), inside(root, new))
-        for old, new in zip(args[::2], args[1::2], strict=True)
-    ]
-    for old, new in pairs:
-        rename(old, new, root)
+    for version, old, new in load_renames(options.table):
+        if options.version_from < version <= options.version_to:
+            rename(inside(root, old), inside(root, new), root)
     return 0
 
 
