@@ -77,7 +77,7 @@ def timed(command: list[str], env: dict[str, str]) -> Sample:
     return wall, cpu
 
 
-def same_files_template(workdir: Path, this: Path) -> Path:
+def same_files_template(workdir: Path, this: Path) -> tuple[Path, int]:
     """This template's output as a plain template: as many files, no questions, no Jinja.
 
     The gap between it and the one-file floor is copier's own cost per file;
@@ -90,7 +90,8 @@ def same_files_template(workdir: Path, this: Path) -> Path:
     (folder / "copier.yml").write_text(
         "_subdirectory: template\n_templates_suffix: .jinja\nproject_name:\n  type: str\n"
     )
-    return git_snapshot(folder)
+    files = sum(1 for path in rendered.rglob("*") if path.is_file())
+    return git_snapshot(folder), files
 
 
 def copy_command(template: str, destination: Path, trust: bool) -> list[str]:
@@ -128,7 +129,7 @@ def measure(templates: dict[str, str], runs: int, workdir: Path) -> dict[str, li
     return timings
 
 
-def report(timings: dict[str, list[Sample]], runs: int) -> str:
+def report(timings: dict[str, list[Sample]], runs: int, files: int) -> str:
     medians = {
         name: (statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples))
         for name, samples in timings.items()
@@ -144,6 +145,17 @@ def report(timings: dict[str, list[Sample]], runs: int) -> str:
     for name, (wall, cpu) in medians.items():
         ratios = f"{wall / floor_wall:.2f}x | {cpu:.2f} | {cpu / floor_cpu:.2f}x"
         lines.append(f"| {name} | {wall:.2f} | {ratios} |")
+    same_wall, same_cpu = medians[SAME_FILES]
+    this_wall, this_cpu = medians[THIS]
+    lines += [
+        "",
+        f"Copier's own cost per file: {1000 * (same_cpu - floor_cpu) / (files - 1):.1f} ms CPU, "
+        f"{1000 * (same_wall - floor_wall) / (files - 1):.1f} ms wall (measured on {files} files "
+        "against one).",
+        f"This template's questions and Jinja: +{this_cpu - same_cpu:.2f} s CPU, "
+        f"{this_cpu / same_cpu:.2f}x its own files copied plainly "
+        f"(+{this_wall - same_wall:.2f} s wall, {this_wall / same_wall:.2f}x).",
+    ]
     return "\n".join(lines)
 
 
@@ -162,14 +174,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-copy-") as tmp:
         workdir = Path(tmp)
         this = this_template(workdir)
-        templates = {
-            THIS: str(this),
-            SAME_FILES: str(same_files_template(workdir, this)),
-            FLOOR: str(floor_template(workdir)),
-        }
+        same_files, files = same_files_template(workdir, this)
+        floor = floor_template(workdir)
+        templates = {THIS: str(this), SAME_FILES: str(same_files), FLOOR: str(floor)}
         for other in args.other:
             templates[Path(other.rstrip("/")).name] = other
-        print(report(measure(templates, args.runs, workdir), args.runs))
+        print(report(measure(templates, args.runs, workdir), args.runs, files))
     return 0
 
 
