@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -54,6 +55,9 @@ print(json.dumps({"raw": open(log).read()}))
 }
 
 
+REPRO_OUTPUT: dict[str, str] = {}  # what `make repro` printed, by tracker
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -68,7 +72,8 @@ def tracked_project(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     )
     git_init_commit(project)
     run(["make", "setup"], project)
-    run(["make", "repro"], project)
+    repro = run(["make", "repro"], project)
+    REPRO_OUTPUT[tracker] = repro.stdout + repro.stderr
     return tracker, project
 
 
@@ -90,6 +95,16 @@ def test_pipeline_run_is_logged_with_params_metrics_and_commit(tracked_project) 
     assert stored["commit"] == commit
     assert stored["metrics"]["recall"] == pytest.approx(metrics["recall"])
     assert any(key.startswith("train.") for key in stored["params"])
+
+
+def test_mlflow_run_prints_its_summary_without_mlflow_log_noise(tracked_project) -> None:
+    tracker, _ = tracked_project
+    if tracker != "mlflow":
+        pytest.skip("MLflow's logging only")
+    output = REPRO_OUTPUT[tracker]
+    assert re.search(r"^MLflow run [0-9a-f]{32} in sqlite:///mlflow\.db", output, flags=re.M)
+    noise = re.findall(r"^.*(?:INFO|WARNING) mlflow\..*$", output, flags=re.M)
+    assert noise == [], noise
 
 
 def test_project_tests_pass_with_its_tracker(tracked_project) -> None:
