@@ -539,6 +539,8 @@ def test_makefile_pins_the_copier_the_template_is_tested_with(default_project: P
         ("{template}", True),
         ("/home/me/no-such-template", False),
         ("../moved-away", False),
+        (".", False),  # the project itself: what `copier copy .` records
+        ("{tmp}", False),  # a folder, but no template
     ],
 )
 def test_make_template_source_refuses_a_source_it_cannot_reach(
@@ -548,7 +550,9 @@ def test_make_template_source_refuses_a_source_it_cannot_reach(
     project.mkdir()
     for name in ("Makefile", ".python-version"):
         shutil.copy(default_project / name, project / name)
-    source = source.format(template=tmp_path)
+    (tmp_path / "template").mkdir()
+    (tmp_path / "template" / "copier.yml").write_text("_subdirectory: template\n")
+    source = source.format(template=tmp_path / "template", tmp=tmp_path)
     (project / ".copier-answers.yml").write_text(f"_commit: v0.1.0\n_src_path: {source}\n")
     result = run(["make", "--silent", "template-source"], project, check=False)
     assert (result.returncode == 0) is reachable, result.stderr
