@@ -231,8 +231,6 @@ def test_actions_and_images_are_pinned_and_agree_on_uv_and_python(
         config = yaml.safe_load(text)
         if provider == "github":
             steps = config["jobs"]["ci"]["steps"]
-            for action in [step["uses"] for step in steps if "uses" in step]:
-                assert re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})", action)
             setup_uv = next(s for s in steps if s.get("uses", "").startswith("astral-sh/setup-uv"))
             assert setup_uv["with"]["enable-cache"] is True
             assert setup_uv["with"]["cache-dependency-glob"] == "uv.lock"
@@ -254,6 +252,23 @@ def test_actions_and_images_are_pinned_and_agree_on_uv_and_python(
         assert uv_image
         uv_versions.add(uv_image.group(1))
     assert len(uv_versions) == 1, f"uv versions disagree: {uv_versions}"
+
+
+def test_github_actions_are_pinned_by_commit_with_their_version_alongside(
+    rendered: Callable[..., Path],
+) -> None:
+    project = rendered(ci_provider="github")
+    pins: dict[str, set[str]] = {}
+    for path in (CI_FILES["github"], UPDATE_WORKFLOW):
+        lines = [line for line in (project / path).read_text().splitlines() if "uses:" in line]
+        assert lines, f"{path} uses no action"
+        for line in lines:
+            pin = re.fullmatch(
+                r"\s*(?:- )?uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # v\d+\.\d+\.\d+", line
+            )
+            assert pin, f"{path}: {line.strip()} is not pinned to a commit with its version"
+            pins.setdefault(pin.group(1), set()).add(line.split("@", 1)[1])
+    assert all(len(versions) == 1 for versions in pins.values()), f"the two disagree: {pins}"
 
 
 @pytest.mark.parametrize("provider", list(CI_FILES))
