@@ -39,10 +39,12 @@ METRICS = {
 REQUIRED_ANSWERS: dict[str, Any] = {"project_name": "Claims Fraud Detection"}
 
 
-def render(dst: Path, vcs_ref: str | None = "HEAD", **answers: Any) -> Path:
-    """Render the template's working tree into ``dst`` with ``answers``, without tasks."""
+def render(
+    dst: Path, vcs_ref: str | None = "HEAD", *, template: Path = TEMPLATE_ROOT, **answers: Any
+) -> Path:
+    """Render ``template`` (by default this working tree) into ``dst`` without tasks."""
     copier.run_copy(
-        str(TEMPLATE_ROOT),
+        str(template),
         dst,
         data={**REQUIRED_ANSWERS, **answers},
         defaults=True,
@@ -109,11 +111,16 @@ def run(
     return result
 
 
+def commit_all(repo: Path, message: str) -> None:
+    """Commit everything in ``repo``, hooks skipped."""
+    run(["git", "add", "--all"], repo)
+    run(["git", "commit", "--quiet", "--no-verify", "-m", message], repo)
+
+
 def git_init_commit(project: Path, message: str = "Generate project") -> None:
-    """Make ``project`` a git repository with everything committed."""
-    run(["git", "init", "--quiet"], project)
-    run(["git", "add", "--all"], project)
-    run(["git", "commit", "--quiet", "--no-verify", "-m", message], project)
+    """Make ``project`` a git repository on main, as the post-copy task does, all committed."""
+    run(["git", "init", "--quiet", "--initial-branch=main"], project)
+    commit_all(project, message)
 
 
 def generated_files(project: Path) -> set[str]:

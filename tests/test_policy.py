@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from support import METRICS, TEMPLATE_ROOT, run, tool_env
+from support import METRICS, TEMPLATE_ROOT, git_init_commit, run, tool_env
 
 SCHEMA = json.loads((TEMPLATE_ROOT / "template" / "metrics_policy.schema.json").read_text())
 
@@ -228,9 +228,7 @@ def repository(default_project: Path, tmp_path: Path) -> Path:
     """A copy of the default project, in git, with metrics committed on main."""
     project = shutil.copytree(default_project, tmp_path / "project")
     write_metrics(project / "reports" / "metrics.json", {**EXAMPLE_METRICS, "recall": 0.9})
-    run(["git", "init", "--quiet", "--initial-branch=main"], project)
-    run(["git", "add", "--all"], project)
-    run(["git", "commit", "--quiet", "--no-verify", "-m", "Baseline model"], project)
+    git_init_commit(project, "Baseline model")
     run(["git", "switch", "--quiet", "--create", "new-model"], project)
     return project
 

@@ -82,7 +82,7 @@ def test_skip_tasks_then_make_setup_gives_the_same_project(
     trusted_project: Path, tmp_path: Path
 ) -> None:
     untrusted = render(tmp_path / "claims-fraud-detection")  # no --trust needed
-    run(["git", "init", "--quiet"], untrusted)
+    run(["git", "init", "--quiet", "--initial-branch=main"], untrusted)  # as the README says
     run(["make", "setup"], untrusted)
     assert tree_digest(untrusted) == tree_digest(trusted_project)
     assert (untrusted / ".git" / "hooks" / "pre-commit").is_file()

@@ -18,11 +18,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import copier
 import pytest
 import yaml
 from packaging.version import Version
-from support import REQUIRED_ANSWERS, TEMPLATE_ROOT, run, tool_env
+from support import TEMPLATE_ROOT, commit_all, git_init_commit, render, run, tool_env
 
 PACKAGE = "claims_fraud_detection"
 CONFIG_PY = f"src/{PACKAGE}/config.py"
@@ -85,11 +84,6 @@ def git(repo: Path, *args: str) -> str:
     return run(["git", *args], repo).stdout
 
 
-def commit_all(repo: Path, message: str) -> None:
-    git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "--no-verify", "-m", message)
-
-
 def release(template: Path, version: str, message: str) -> None:
     commit_all(template, message)
     git(template, "tag", version)
@@ -114,17 +108,8 @@ def template_clone(dst: Path) -> Path:
 
 def generate(template: Path, project: Path, vcs_ref: str = "v0.1.0", **data: str) -> Path:
     """`copier copy --skip-tasks` from a tag, then the user's first commit."""
-    copier.run_copy(
-        str(template),
-        project,
-        data={**REQUIRED_ANSWERS, **data},
-        defaults=True,
-        vcs_ref=vcs_ref,
-        skip_tasks=True,
-        quiet=True,
-    )
-    git(project, "init", "--quiet", "--initial-branch=main")
-    commit_all(project, "Generate project")
+    render(project, vcs_ref, template=template, **data)
+    git_init_commit(project)
     return project
 
 
