@@ -60,13 +60,11 @@ def build_preprocessor(schema: Schema, params: dict[str, Any]) -> ColumnTransfor
 def main() -> None:
     """Fit the preprocessor on the training split and transform every split."""
     params = load_params()
-    train = read_csv(INTERIM_DATA_DIR / "train.csv")
-    schema = resolve_schema(train, params["data"])
-    train = read_csv(INTERIM_DATA_DIR / "train.csv", schema)
+    schema = resolve_schema(read_csv(INTERIM_DATA_DIR / "train.csv"), params["data"])
+    splits = {name: read_csv(INTERIM_DATA_DIR / f"{name}.csv", schema) for name in SPLITS}
     preprocessor = build_preprocessor(schema, params["featurize"])
-    preprocessor.fit(train[schema.features])
-    for name in SPLITS:
-        rows = read_csv(INTERIM_DATA_DIR / f"{name}.csv", schema)
+    preprocessor.fit(splits["train"][schema.features])
+    for name, rows in splits.items():
         features = preprocessor.transform(rows[schema.features])
         features[schema.target] = rows[schema.target].to_numpy()
         write_csv(features, PROCESSED_DATA_DIR / f"{name}.csv")
