@@ -28,6 +28,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from support import git_init_commit  # noqa: E402
+
 LEFT_BEHIND = shutil.ignore_patterns(".git", ".venv", ".*_cache", "__pycache__", "*.pyc", "bench")
 ANSWERS = {"project_name": "Claims Fraud Detection"}
 COPIER = [sys.executable, "-m", "copier"]
@@ -35,19 +38,12 @@ THIS, FLOOR, STARTUP = "this template", "floor (one-file template)", "copier --v
 SAME_FILES = "this template's files, without Jinja"
 OWN = {THIS, FLOOR, SAME_FILES}  # the others may use tasks or Jinja extensions: they get --trust
 Sample = tuple[float, float]  # wall-clock seconds, CPU seconds
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.org",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.org",
-}
+ONE_QUESTION = "_subdirectory: template\n_templates_suffix: .jinja\nproject_name:\n  type: str\n"
 
 
 def git_snapshot(folder: Path) -> Path:
     """Commit ``folder`` as a new repository, so copier clones it like a user's template."""
-    env = {**os.environ, **GIT_IDENTITY}
-    for args in (["init", "--quiet"], ["add", "--all"], ["commit", "--quiet", "-m", "snapshot"]):
-        subprocess.run(["git", *args], cwd=folder, check=True, env=env)
+    git_init_commit(folder, "snapshot")
     return folder
 
 
@@ -59,9 +55,7 @@ def floor_template(workdir: Path) -> Path:
     """The least copier can be asked to do: one question, one rendered file."""
     folder = workdir / "floor"
     (folder / "template").mkdir(parents=True)
-    (folder / "copier.yml").write_text(
-        "_subdirectory: template\n_templates_suffix: .jinja\nproject_name:\n  type: str\n"
-    )
+    (folder / "copier.yml").write_text(ONE_QUESTION)
     (folder / "template" / "README.md.jinja").write_text("# {{ project_name }}\n")
     return git_snapshot(folder)
 
@@ -87,9 +81,7 @@ def same_files_template(workdir: Path, this: Path) -> tuple[Path, int]:
     rendered = folder / "template"
     subprocess.run(copy_command(str(this), rendered, trust=False), check=True, capture_output=True)
     (rendered / ".copier-answers.yml").unlink()
-    (folder / "copier.yml").write_text(
-        "_subdirectory: template\n_templates_suffix: .jinja\nproject_name:\n  type: str\n"
-    )
+    (folder / "copier.yml").write_text(ONE_QUESTION)
     files = sum(1 for path in rendered.rglob("*") if path.is_file())
     return git_snapshot(folder), files
 

@@ -13,7 +13,6 @@ import json
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from support import METRICS, git_init_commit, render, run, tool_env
+from support import METRICS, commit_all, free_port, git_init_commit, render, run, tool_env
 
 PROBLEM_TYPES = ["binary_classification", "multiclass_classification", "regression"]
 STAGES = ["prepare", "featurize", "train", "evaluate"]
@@ -204,8 +203,7 @@ def test_verify_names_an_output_that_does_not_reproduce(
 def test_experiments_params_and_metrics_diff_work(render_project: Callable[..., Path]) -> None:
     project = render_project()
     setup_and_repro(project)
-    run(["git", "add", "--all"], project)
-    run(["git", "commit", "--quiet", "--no-verify", "-m", "Run the pipeline"], project)
+    commit_all(project, "Run the pipeline")
 
     run(
         ["uv", "run", "dvc", "exp", "run", "-S", "train.estimator=hist_gradient_boosting"],
@@ -257,8 +255,7 @@ def test_fresh_clone_restores_data_and_models_from_the_local_remote(tmp_path: Pa
     setup_and_repro(project)
     run(["uv", "run", "--locked", "dvc", "push"], project)
     assert (tmp_path / "claims-fraud-detection-dvc-storage" / "files" / "md5").is_dir()
-    run(["git", "add", "--all"], project)
-    run(["git", "commit", "--quiet", "--no-verify", "-m", "Run the pipeline"], project)
+    commit_all(project, "Run the pipeline")
 
     # A sibling clone: the default remote (../<slug>-dvc-storage) resolves to the same folder.
     clone = tmp_path / "clone"
@@ -272,12 +269,6 @@ def test_fresh_clone_restores_data_and_models_from_the_local_remote(tmp_path: Pa
 
 
 # ---------------------------------------------------------------- S3 on loopback
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

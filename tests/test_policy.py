@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from support import METRICS, TEMPLATE_ROOT, git_init_commit, run, tool_env
+from support import METRICS, TEMPLATE_ROOT, commit_all, git_init_commit, run, tool_env
 
 SCHEMA = json.loads((TEMPLATE_ROOT / "template" / "metrics_policy.schema.json").read_text())
 
@@ -382,8 +382,7 @@ def test_example_pipeline_passes_the_gate_in_a_generated_project(
     project = render_project(problem_type=problem_type, experiment_tracker="none")
     run(["git", "init", "--quiet", "--initial-branch=main"], project)
     run(["make", "setup"], project)
-    run(["git", "add", "--all"], project)
-    run(["git", "commit", "--quiet", "--no-verify", "-m", "Generate project"], project)
+    commit_all(project, "Generate project")
     run(["make", "repro"], project)
 
     first = run(["make", "policy"], project)
@@ -392,8 +391,7 @@ def test_example_pipeline_passes_the_gate_in_a_generated_project(
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
     assert set(METRICS[problem_type]) <= set(metrics)
 
-    run(["git", "add", "--all"], project)
-    run(["git", "commit", "--quiet", "--no-verify", "-m", "Baseline metrics"], project)
+    commit_all(project, "Baseline metrics")
     second = run(["make", "policy"], project)
     primary = load_yaml(project / "metrics_policy.yaml")["primary_metric"]["name"]
     assert f"{primary} vs main" in second.stdout

@@ -6,14 +6,13 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from support import git_init_commit, render, run, tool_env
+from support import free_port, git_init_commit, render, run, tool_env
 
 pytestmark = pytest.mark.e2e
 
@@ -56,12 +55,6 @@ print(json.dumps({"raw": open(log).read()}))
 
 
 REPRO_OUTPUT: dict[str, str] = {}  # what `make repro` printed, by tracker
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module", params=TRACKERS)
