@@ -33,6 +33,9 @@ POLICY_FILE = PROJECT_ROOT / "metrics_policy.yaml"
 SCHEMA_FILE = PROJECT_ROOT / "metrics_policy.schema.json"
 METRICS_FILE = REPORTS_DIR / "metrics.json"
 
+# The gate judges the test split, on which nothing was chosen; experiments are
+# compared on the validation split (see metrics_policy.yaml's evaluation).
+GATE_SPLIT = "test"
 # Room for float rounding, so that a metric exactly on its bound passes.
 _TOLERANCE = 1e-9
 
@@ -109,11 +112,15 @@ def load_policy(path: Path = POLICY_FILE, schema_path: Path = SCHEMA_FILE) -> di
     return policy
 
 
-def parse_metrics(text: str, source: str) -> dict[str, float]:
-    """Parse a metrics file: a flat JSON object whose values are numbers.
+def parse_metrics(text: str, source: str, split: str = GATE_SPLIT) -> dict[str, float]:
+    """Parse a metrics file and return one split's metrics (names to numbers).
+
+    The evaluate stage writes one object per split (``validation``, ``test``).
+    A flat object of numbers, as projects wrote before they measured both
+    splits, holds test metrics only.
 
     Raises:
-        PolicyError: the text is not such an object.
+        PolicyError: the text is not such an object, or lacks ``split``.
     """
     try:
         metrics = json.loads(text)
@@ -121,6 +128,11 @@ def parse_metrics(text: str, source: str) -> dict[str, float]:
         raise PolicyError(f"{source} is not valid JSON ({error.msg})") from None
     if not isinstance(metrics, dict):
         raise PolicyError(f"{source} must hold a JSON object of metric names to numbers")
+    if isinstance(metrics.get(split), dict):
+        metrics = metrics[split]
+    elif any(isinstance(value, dict) for value in metrics.values()) or split != GATE_SPLIT:
+        splits = ", ".join(k for k, v in metrics.items() if isinstance(v, dict)) or "none"
+        raise PolicyError(f"{source} has no {split} metrics (splits: {splits})")
     return {
         name: float(value)
         for name, value in metrics.items()
@@ -128,10 +140,10 @@ def parse_metrics(text: str, source: str) -> dict[str, float]:
     }
 
 
-def load_metrics(path: Path = METRICS_FILE) -> dict[str, float]:
-    """Load the latest metrics, written by the pipeline's evaluate stage."""
+def load_metrics(path: Path = METRICS_FILE, split: str = GATE_SPLIT) -> dict[str, float]:
+    """Load one split's latest metrics, written by the pipeline's evaluate stage."""
     text = _read_text(path, "metrics file", hint=" (run `make repro` first)")
-    return parse_metrics(text, _display(path))
+    return parse_metrics(text, _display(path), split)
 
 
 def _git_show(folder: Path, revision: str) -> str | None:
