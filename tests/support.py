@@ -70,7 +70,10 @@ def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     uv comes from this repository's own environment; Python builds come from
     the interpreters installed on the machine, never from a download.
     """
-    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH"}}
+    # PYTHONDONTWRITEBYTECODE is this machine's setting, rarely a user's: without it,
+    # each project compiles what it imports once, as on a developer's laptop.
+    dropped = {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE"}
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     path = [str(Path(sys.executable).parent), *interpreter_dirs(), env.get("PATH", "")]
     env.update(
         PATH=os.pathsep.join(path),

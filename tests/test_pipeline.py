@@ -161,13 +161,18 @@ def test_pipeline_runs_and_a_forced_rerun_is_bit_identical(
     project = render_project(problem_type=problem_type)
     setup_and_repro(project)
 
-    scores = metrics(project)
-    assert POLICY_METRICS[problem_type] <= scores.keys()
-    assert all(isinstance(value, float) for value in scores.values())
+    by_split = metrics(project)
+    assert set(by_split) == {"validation", "test"}
+    for scores in by_split.values():
+        assert POLICY_METRICS[problem_type] <= scores.keys()
+        assert all(isinstance(value, float) for value in scores.values())
     if problem_type == "binary_classification":
-        assert 0.6 <= scores["recall"] <= 0.95
-        assert scores["precision"] < 0.9
-    assert (project / "reports" / "fingerprint.json").is_file()
+        assert 0.6 <= by_split["test"]["recall"] <= 0.95
+        assert by_split["test"]["precision"] < 0.9
+    record = json.loads((project / "reports" / "run.json").read_text(encoding="utf-8"))
+    assert record["outputs"]["models/model.joblib"] == next(
+        out["md5"] for out in read_yaml(project / "dvc.lock")["stages"]["train"]["outs"]
+    )
 
     recorded = lock_bytes(project)
     verify = run(["make", "verify"], project)  # dvc repro --force, then compare
@@ -213,7 +218,7 @@ def test_experiments_params_and_metrics_diff_work(render_project: Callable[..., 
     changed = params["params.yaml"]["train.estimator"]
     assert changed == {"old": "logistic_regression", "new": "hist_gradient_boosting"}
     diff = json.loads(run(["uv", "run", "dvc", "metrics", "diff", "--json"], project).stdout)
-    assert "recall" in diff["reports/metrics.json"]
+    assert {"validation.recall", "test.recall"} <= diff["reports/metrics.json"].keys()
 
 
 @pytest.mark.e2e

@@ -107,6 +107,7 @@ CORE_FILES = {
             "imports",
             "policy",
             "reproducibility",
+            "runs",
             "tracking",
             "train",
         )
@@ -114,7 +115,7 @@ CORE_FILES = {
     "tests/conftest.py",
 }
 MODULES = {"__init__", "config", "data", "evaluate", "features", "policy", "reproducibility"}
-MODULES |= {"tracking", "train"}
+MODULES |= {"runs", "tracking", "train"}
 CI_FILES = {
     "github": {".github/workflows/ci.yml", ".github/workflows/template-update.yml"},
     "gitlab": {".gitlab-ci.yml"},

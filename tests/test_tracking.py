@@ -12,46 +12,75 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from support import free_port, git_init_commit, render, run, tool_env
+from support import commit_all, free_port, git_init_commit, render, run, tool_env
 
 pytestmark = pytest.mark.e2e
 
 TRACKERS = ["mlflow", "dvclive", "comet", "wandb", "neptune", "none"]
 
-# Each script runs with the generated project's own environment and prints what
-# the tracker's own store holds for the latest run: params, metrics, commit.
+# Each script runs with the generated project's own environment and prints
+# every run the tracker's own store holds: its id and what the store says of it
+# (as text: params, metrics, tags), so a test can count runs and read them.
 STORE_READERS = {
     "mlflow": """
 import json, mlflow
 client = mlflow.MlflowClient(tracking_uri="sqlite:///mlflow.db")
 experiment = client.get_experiment_by_name("claims-fraud-detection")
-(run,) = client.search_runs([experiment.experiment_id], max_results=1)
-print(json.dumps({"params": run.data.params, "metrics": run.data.metrics,
-                  "commit": run.data.tags["mlflow.source.git.commit"]}))
+runs = client.search_runs([experiment.experiment_id])
+rows = [[run.info.run_id, json.dumps({"status": run.info.status, **run.data.to_dictionary()})]
+        for run in runs]
+print(json.dumps(rows))
 """,
     "dvclive": """
-import json, yaml
-params = yaml.safe_load(open("dvclive/params.yaml"))
-print(json.dumps({"params": params, "metrics": json.load(open("dvclive/metrics.json")),
-                  "commit": params["provenance.git_commit"]}))
+import json, subprocess
+from claims_fraud_detection import runs
+commits = [*runs.experiment_commits().values(), "HEAD"]
+def show(commit, name):
+    done = subprocess.run(["git", "show", f"{commit}:{name}"], capture_output=True, text=True)
+    return done.stdout
+found = {}
+for commit in commits:
+    params, metrics = show(commit, "dvclive/params.yaml"), show(commit, "dvclive/metrics.json")
+    (line,) = [line for line in params.splitlines() if line.startswith("provenance.run_id")]
+    run_id = line.split(":")[1].strip()
+    found[run_id] = params + metrics
+print(json.dumps(sorted(found.items())))
 """,
     "comet": """
-import glob, json, zipfile
-(archive,) = glob.glob(".comet-offline/*.zip")
-text = zipfile.ZipFile(archive).read("messages.json").decode()
-print(json.dumps({"raw": text}))
+import glob, json, os, zipfile
+print(json.dumps([[os.path.basename(a)[:-4], zipfile.ZipFile(a).read("messages.json").decode()]
+                  for a in glob.glob(".comet-offline/*.zip")]))
 """,
     "wandb": """
 import glob, json
-(record,) = glob.glob("wandb/offline-run-*/run-*.wandb")
-print(json.dumps({"raw": open(record, "rb").read().decode("utf-8", "replace")}))
+rows = [[r.split("/")[1].rsplit("-", 1)[1], open(r, "rb").read().decode("utf-8", "replace")]
+        for r in glob.glob("wandb/offline-run-*/run-*.wandb")]
+print(json.dumps(rows))
 """,
     "neptune": """
-import glob, json
-(log,) = glob.glob(".neptune/offline/*/data-1.log")
-print(json.dumps({"raw": open(log).read()}))
+import glob, json, re
+found = []
+for log in glob.glob(".neptune/offline/*/data-1.log"):
+    text = open(log).read()
+    found.append([re.search(r"[0-9a-f]{32}", text.split("custom_run_id", 1)[1]).group(0), text])
+print(json.dumps(found))
+""",
+    "none": """
+import json
+from claims_fraud_detection import runs
+records = [runs.record_at(c) for c in [*runs.experiment_commits().values(), "HEAD"]]
+print(json.dumps([[r["run_id"], json.dumps(r)] for r in records]))
 """,
 }
+
+
+def stored_runs(tracker: str, project: Path) -> list[tuple[str, str]]:
+    """Every run in the tracker's store: its id, and what the store holds of it."""
+    script = STORE_READERS[tracker]
+    return [
+        tuple(row)
+        for row in json.loads(run(["uv", "run", "python", "-c", script], project).stdout)
+    ]
 
 
 REPRO_OUTPUT: dict[str, str] = {}  # what `make repro` printed, by tracker
@@ -73,21 +102,105 @@ def tracked_project(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
 def test_pipeline_run_is_logged_with_params_metrics_and_commit(tracked_project) -> None:
     tracker, project = tracked_project
     commit = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
-    metrics = json.loads((project / "reports" / "metrics.json").read_text())
-    if tracker == "none":
-        fingerprint = json.loads((project / "reports" / "fingerprint.json").read_text())
-        assert fingerprint["git_commit"] == commit
-        return
-    stored = json.loads(
-        run(["uv", "run", "--locked", "python", "-c", STORE_READERS[tracker]], project).stdout
+    record = json.loads((project / "reports" / "run.json").read_text())
+    assert record["tracker"] == tracker
+    assert record["git_commit"] == commit
+    assert record["experiment"] is None  # `make repro`, not an experiment
+    (stored,) = (
+        stored_runs(tracker, project)
+        if tracker not in {"dvclive", "none"}
+        else [(record["run_id"], json.dumps(record))]
     )
-    if "raw" in stored:  # offline formats: the values are in the tracker's own files
-        for needle in (commit, "recall", "train."):
-            assert needle in stored["raw"], f"{needle!r} not in {tracker}'s offline run"
-        return
-    assert stored["commit"] == commit
-    assert stored["metrics"]["recall"] == pytest.approx(metrics["recall"])
-    assert any(key.startswith("train.") for key in stored["params"])
+    run_id, text = stored
+    assert run_id == record["run_id"]
+    for needle in (commit, record["content_key"], "validation.recall", "test.recall", "train."):
+        if tracker != "none" or needle in {commit, record["content_key"]}:
+            assert needle in text, f"{needle!r} not in {tracker}'s record of the run"
+
+
+def test_queued_experiments_are_each_recorded_once_running_their_own_code(
+    tracked_project,
+) -> None:
+    """Three experiments queued, the workspace edited, the queue run two at a time."""
+    tracker, project = tracked_project
+    commit_all(project, "Run the pipeline")
+    before = stored_runs(tracker, project)
+    head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    names = {"c-0.3": "0.3", "c-0.5": "0.5", "c-2.0": "2.0"}
+    for name, value in names.items():
+        queue = [
+            "dvc",
+            "exp",
+            "run",
+            "--queue",
+            "-n",
+            name,
+            "-S",
+            f"train.logistic_regression.C={value}",
+        ]
+        run(["uv", "run", "--locked", *queue], project)
+    run(
+        [
+            "uv",
+            "run",
+            "--locked",
+            "dvc",
+            "exp",
+            "run",
+            "--queue",
+            "-n",
+            "broken",
+            "-S",
+            "train.estimator=nope",
+        ],
+        project,
+    )
+    # The workspace moves on while the queue waits: no queued experiment may run this code.
+    train = project / "src" / "claims_fraud_detection" / "train.py"
+    original = train.read_text()
+    train.write_text(
+        original.replace("def main()", 'raise SystemExit("workspace code")\n\n\ndef main()')
+    )
+    try:
+        queued = run(["make", "queue", "JOBS=2"], project, check=False)
+    finally:
+        train.write_text(original)
+    output = queued.stdout + queued.stderr
+    assert "workspace code" not in output
+    assert "Failed to reproduce experiment(s) 'broken'" in output
+
+    stored = dict(stored_runs(tracker, project))
+    assert len(stored) == len(before) + len(names), (
+        "each run exactly once, the failed one not at all"
+    )
+    for name in names:
+        found = json.loads(run(["make", "--silent", "find-run", f"REF={name}"], project).stdout)
+        record = found["record"]
+        assert (record["experiment"], record["baseline_commit"]) == (name, head)
+        assert found["experiment_ref"] == name
+        assert name in stored[record["run_id"]]
+        assert "validation.recall" in stored[record["run_id"]] or tracker == "none"
+        back = json.loads(
+            run(["make", "--silent", "find-run", f"REF={record['run_id']}"], project).stdout
+        )
+        assert back["commit"] == found["commit"]
+        key = run(
+            ["uv", "run", "python", "-c", LOCK_KEY.format(commit=found["commit"])], project
+        ).stdout.strip()
+        assert key == record["content_key"]
+
+    run(["make", "verify"], project)
+    assert dict(stored_runs(tracker, project)) == stored, "make verify logged a run"
+
+
+LOCK_KEY = """
+import subprocess, yaml
+from claims_fraud_detection import runs
+lock = subprocess.run(
+    ["git", "show", "{commit}:dvc.lock"], capture_output=True, text=True, check=True
+)
+print(runs.lock_content_key(yaml.safe_load(lock.stdout)))
+"""
 
 
 def test_mlflow_run_prints_its_summary_without_mlflow_log_noise(tracked_project) -> None:
@@ -95,7 +208,7 @@ def test_mlflow_run_prints_its_summary_without_mlflow_log_noise(tracked_project)
     if tracker != "mlflow":
         pytest.skip("MLflow's logging only")
     output = REPRO_OUTPUT[tracker]
-    assert re.search(r"^MLflow run [0-9a-f]{32} in sqlite:///mlflow\.db", output, flags=re.M)
+    assert re.search(r"^MLflow run [0-9a-f]{32} in sqlite:///mlflow\.db ", output, flags=re.M)
     noise = re.findall(r"^.*(?:INFO|WARNING) mlflow\..*$", output, flags=re.M)
     assert noise == [], noise
 
@@ -175,23 +288,26 @@ def test_runs_go_to_a_shared_mlflow_server(tracked_project, tmp_path: Path) -> N
     )
     try:
         wait_for_health(uri, server)
-        env = tool_env({"MLFLOW_TRACKING_URI": uri})
-        run(
-            ["uv", "run", "--locked", "dvc", "repro", "--force", "--single-item", "evaluate"],
-            project,
-            env=env,
-        )
-        commit = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+        local = stored_runs("mlflow", project)
+        # A teammate's setting, in .env as the docs say: make loads it for the queue's workers.
+        (project / ".env").write_text(f"MLFLOW_TRACKING_URI={uri}\n", encoding="utf-8")
+        queue = ["dvc", "exp", "run", "--queue", "-n", "on-server", "-S", "seed=7"]
+        run(["uv", "run", "--locked", *queue], project)
+        run(["make", "queue", "JOBS=1"], project)
+        (project / ".env").unlink()
+        record = json.loads(run(["make", "--silent", "find-run", "REF=on-server"], project).stdout)
         experiment = api(uri, "experiments/get-by-name?experiment_name=claims-fraud-detection")
         found = api(
-            uri,
-            "runs/search",
-            {"experiment_ids": [experiment["experiment"]["experiment_id"]], "max_results": 1},
+            uri, "runs/search", {"experiment_ids": [experiment["experiment"]["experiment_id"]]}
         )
         (logged,) = found["runs"]
+        assert logged["info"]["run_id"] == record["record"]["run_id"]
         tags = {tag["key"]: tag["value"] for tag in logged["data"]["tags"]}
-        assert tags["mlflow.source.git.commit"] == commit
-        assert {metric["key"] for metric in logged["data"]["metrics"]} >= {"recall", "precision"}
+        assert tags["provenance.experiment"] == "on-server"
+        assert tags["mlflow.source.git.commit"] == record["record"]["git_commit"]
+        metrics = {metric["key"] for metric in logged["data"]["metrics"]}
+        assert {"validation.recall", "test.recall"} <= metrics
+        assert stored_runs("mlflow", project) == local  # nothing went to the local store
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

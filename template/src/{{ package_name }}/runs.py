@@ -168,7 +168,8 @@ def hashes(lock: dict[str, Any], *, produced: bool) -> dict[str, str | None]:
         dep["path"]: dep.get("md5")
         for entry in stages
         for dep in entry.get("deps") or []
-        if dep["path"] not in outs and not dep["path"].startswith("src/")
+        if not dep["path"].startswith("src/")
+        and not any(dep["path"] == out or dep["path"].startswith(f"{out}/") for out in outs)
     }
     return dict(sorted(data.items()))
 
@@ -250,7 +251,7 @@ def find_run(ref: str, root: Path = PROJECT_ROOT) -> tuple[str, Record]:
         raise RunNotFoundError(f"{ref!r} is not a commit, experiment or run id")
     experiments = experiment_commits(root)
     candidates = [experiments[ref]] if ref in experiments else []
-    commit = _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    commit = _git(root, "rev-parse", "--verify", "--quiet", ref + "^{commit}")
     if commit:
         candidates.append(commit.strip())
     for candidate in candidates:
