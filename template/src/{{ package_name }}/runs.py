@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from .config import PARAMS_FILENAME, PROJECT_ROOT, REPORTS_DIR
+from .config import PARAMS_FILENAME, PROJECT_ROOT, REPORTS_DIR, load_params
 
 RECORD_FILE = REPORTS_DIR / "run.json"
 RECORD_PATH = "reports/run.json"  # inside any commit of the repository
@@ -54,24 +54,26 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _git(root: Path, *args: str) -> str | None:
+    """Run git in ``root``; its output, or ``None`` when git fails."""
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    except OSError:
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
 def git_state(root: Path) -> dict[str, Any]:
     """Return the checked-out commit and whether tracked files have uncommitted changes.
 
     Both are ``None`` outside a git repository (for example in a Docker image
     built without ``.git``).
     """
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.CalledProcessError):
+    commit = _git(root, "rev-parse", "HEAD")
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    if commit is None or status is None:
         return {"git_commit": None, "git_dirty": None}
-    return {"git_commit": commit, "git_dirty": dirty}
+    return {"git_commit": commit.strip(), "git_dirty": bool(status.strip())}
 
 
 def dvc_experiment() -> dict[str, str | None]:
@@ -129,18 +131,14 @@ def running_stage_inputs(root: Path, lock: dict[str, Any], stage: str) -> dict[s
     small). Parameters are read as DVC reads them, by their dotted names.
     """
     declared = (read_yaml(root / "dvc.yaml") or {}).get("stages", {}).get(stage) or {}
-    produced = {
-        out["path"]: out.get("md5")
-        for entry in (lock.get("stages") or {}).values()
-        for out in entry.get("outs") or []
-    }
+    produced = output_hashes(lock)
     deps = {}
     for path in declared.get("deps") or []:
         if path in produced:
             deps[path] = produced[path]
         elif (root / path).is_file():
             deps[path] = file_md5(root / path)
-    params = read_yaml(root / PARAMS_FILENAME) or {}
+    params = load_params(path=root / PARAMS_FILENAME)
     names = [name for name in declared.get("params") or [] if isinstance(name, str)]
     values = {name: _param(params, name) for name in names}
     return {"deps": deps, "params": {PARAMS_FILENAME: values} if values else {}}
@@ -158,15 +156,19 @@ def lock_content_key(lock: dict[str, Any]) -> str:
     return content_key({name: stage_inputs(entry) for name, entry in stages.items()})
 
 
-def hashes(lock: dict[str, Any], *, produced: bool) -> dict[str, str | None]:
-    """The hashes DVC recorded: every stage's outputs, or the data no stage produces."""
+def output_hashes(lock: dict[str, Any]) -> dict[str, str | None]:
+    """The hash DVC recorded for every stage's outputs."""
     stages = (lock.get("stages") or {}).values()
     outs = {out["path"]: out.get("md5") for entry in stages for out in entry.get("outs") or []}
-    if produced:
-        return dict(sorted(outs.items()))
+    return dict(sorted(outs.items()))
+
+
+def data_hashes(lock: dict[str, Any]) -> dict[str, str | None]:
+    """The hash DVC recorded for the data no stage produces (the pipeline's inputs)."""
+    outs = output_hashes(lock)
     data = {
         dep["path"]: dep.get("md5")
-        for entry in stages
+        for entry in (lock.get("stages") or {}).values()
         for dep in entry.get("deps") or []
         if not dep["path"].startswith("src/")
         and not any(dep["path"] == out or dep["path"].startswith(f"{out}/") for out in outs)
@@ -195,8 +197,8 @@ def new_record(root: Path = PROJECT_ROOT, *, seed: int | None = None) -> Record:
         "content_key": content_key(inputs),
         "seed": seed,
         "environment": environment(root),
-        "data": hashes(lock, produced=False),
-        "outputs": hashes(lock, produced=True),
+        "data": data_hashes(lock),
+        "outputs": output_hashes(lock),
     }
 
 
@@ -204,15 +206,6 @@ def write_record(record: Record, path: Path = RECORD_FILE) -> None:
     """Write a run record as stable, human-readable JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _git(root: Path, *args: str) -> str | None:
-    """Run git in ``root``; its output, or ``None`` when git fails."""
-    try:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-    except OSError:
-        return None
-    return done.stdout if done.returncode == 0 else None
 
 
 def record_at(revision: str, root: Path = PROJECT_ROOT) -> Record | None:
