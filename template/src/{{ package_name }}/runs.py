@@ -208,9 +208,14 @@ def write_record(record: Record, path: Path = RECORD_FILE) -> None:
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def show_file(root: Path, revision: str, path: str) -> str | None:
+    """A file's content at ``revision`` (``path`` from the repository root), or ``None``."""
+    return _git(root, "show", f"{revision}:{path}")
+
+
 def record_at(revision: str, root: Path = PROJECT_ROOT) -> Record | None:
     """The run record committed at ``revision``, or ``None`` when it has none."""
-    text = _git(root, "show", f"{revision}:{RECORD_PATH}")
+    text = show_file(root, revision, RECORD_PATH)
     if text is None:
         return None
     try:
@@ -234,8 +239,8 @@ def experiment_commits(root: Path = PROJECT_ROOT) -> dict[str, str]:
     return commits
 
 
-def find_run(ref: str, root: Path = PROJECT_ROOT) -> tuple[str, Record]:
-    """Resolve a commit, tag, branch, DVC experiment name or run id to a commit and its record.
+def find_commit(ref: str, root: Path = PROJECT_ROOT) -> str:
+    """Resolve a DVC experiment name, commit, tag, branch or run id to a commit.
 
     Raises:
         RunNotFoundError: nothing in the repository matches ``ref``.
@@ -243,28 +248,37 @@ def find_run(ref: str, root: Path = PROJECT_ROOT) -> tuple[str, Record]:
     if ref.startswith("-"):  # git would read it as an option
         raise RunNotFoundError(f"{ref!r} is not a commit, experiment or run id")
     experiments = experiment_commits(root)
-    candidates = [experiments[ref]] if ref in experiments else []
+    if ref in experiments:
+        return experiments[ref]
     commit = _git(root, "rev-parse", "--verify", "--quiet", ref + "^{commit}")
     if commit:
-        candidates.append(commit.strip())
-    for candidate in candidates:
-        record = record_at(candidate, root)
-        if record is not None:
-            return candidate, record
-    if candidates:
-        raise RunNotFoundError(
-            f"{ref} has no {RECORD_PATH}: it predates run records or never ran the pipeline"
-        )
+        return commit.strip()
     # A run id: the commits (experiments included) whose record introduced it.
     found = _git(root, "log", "--all", f"-S{ref}", "--format=%H", "--", RECORD_PATH) or ""
     for candidate in found.split():
         record = record_at(candidate, root)
         if record is not None and record.get("run_id") == ref:
-            return candidate, record
+            return candidate
     raise RunNotFoundError(
         f"no commit, tag, branch, DVC experiment or recorded run id matches {ref!r} "
         "(`dvc exp list --all-commits` lists experiments, `git log -- reports/run.json` runs)"
     )
+
+
+def find_run(ref: str, root: Path = PROJECT_ROOT) -> tuple[str, Record]:
+    """Resolve a reference as :func:`find_commit` does, to a commit and its run record.
+
+    Raises:
+        RunNotFoundError: nothing matches ``ref``, or its commit holds no record.
+    """
+    commit = find_commit(ref, root)
+    record = record_at(commit, root)
+    if record is None:
+        raise RunNotFoundError(
+            f"{ref} (commit {commit[:12]}) has no {RECORD_PATH}: "
+            "it predates run records or never ran the pipeline"
+        )
+    return commit, record
 
 
 def experiment_of(commit: str, root: Path = PROJECT_ROOT) -> str | None:

@@ -1,0 +1,278 @@
+"""Compare every experiment on the validation split, and pick one as the policy would.
+
+``make experiments`` prints one row per experiment (the workspace when it
+differs from its commit, every commit that recorded metrics, and every
+finished experiment, queued ones included): its name, the params it changed
+against its baseline, the policy's primary metric and guardrails on the
+validation split, whether it passes the policy there, and the pick: the best
+primary metric among the experiments that pass every check.
+
+The rows come from DVC's own JSON (``dvc exp show --json``), the checks from
+the policy module, so the table and the gate never disagree. The test split
+stays out of the choice; ``make promote`` judges the pick on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from . import policy, tracking
+
+SELECTION_SPLIT = "validation"
+PARAMS_PATH = "params.yaml"
+METRICS_PATH = "reports/metrics.json"
+MAX_WIDTH = 120
+# States of queued experiments that have finished (DVC's executor states).
+FINISHED = {"success", "failed"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One row of the comparison, read from ``dvc exp show --json``."""
+
+    name: str
+    rev: str
+    baseline: str | None
+    params: Mapping[str, Any]
+    metrics: Mapping[str, float]
+    failed: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranked:
+    """An experiment with the policy's verdict on its validation metrics."""
+
+    experiment: Experiment
+    changed: Mapping[str, Any]
+    checks: Sequence[policy.Check]
+
+    @property
+    def passes(self) -> bool:
+        """Whether every check of the policy holds."""
+        return bool(self.checks) and all(check.passed for check in self.checks)
+
+
+class ExperimentsError(Exception):
+    """DVC could not list the experiments (reported in one line)."""
+
+
+def _data(entry: Mapping[str, Any], path: str, key: str) -> Mapping[str, Any]:
+    files = (entry.get("data") or {}).get(key) or {}
+    return (files.get(path) or {}).get("data") or {}
+
+
+def split_metrics(metrics: Mapping[str, Any], split: str = SELECTION_SPLIT) -> dict[str, float]:
+    """One split's numbers from a parsed metrics file."""
+    values = metrics.get(split)
+    if not isinstance(values, Mapping):
+        return {}
+    return {
+        name: float(value)
+        for name, value in values.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
+def _experiment(entry: Mapping[str, Any], name: str, baseline: str | None) -> Experiment:
+    metrics = _data(entry, METRICS_PATH, "metrics")
+    return Experiment(
+        name=name,
+        rev=str(entry.get("rev")),
+        baseline=baseline,
+        params=tracking.flatten(_data(entry, PARAMS_PATH, "params")),
+        metrics=split_metrics(metrics),
+        failed=entry.get("error") is not None,
+    )
+
+
+def _results(experiment: Experiment) -> str:
+    """What an experiment set and measured, comparable across rows."""
+    return json.dumps([experiment.params, experiment.metrics], sort_keys=True, default=str)
+
+
+def parse_show(shown: Sequence[Mapping[str, Any]]) -> list[Experiment]:
+    """The experiments in the JSON of ``dvc exp show --json``, newest baseline first."""
+    found: list[Experiment] = []
+    seen: set[str] = set()
+    head: Experiment | None = None
+    workspace: Experiment | None = None
+    for entry in shown:
+        rev = str(entry.get("rev"))
+        if rev == "workspace":
+            workspace = _experiment(entry, "workspace", None)
+            continue
+        commit = _experiment(entry, str(entry.get("name") or rev[:7]), None)
+        head = head or commit
+        if commit.metrics and rev not in seen:
+            seen.add(rev)
+            found.append(commit)
+        for group in entry.get("experiments") or []:
+            executor = group.get("executor") or {}
+            if executor and executor.get("state") not in FINISHED:
+                continue  # queued or still running
+            for revision in group.get("revs") or []:
+                exp_rev = str(revision.get("rev"))
+                if exp_rev in seen:
+                    continue
+                seen.add(exp_rev)
+                name = str(revision.get("name") or group.get("name") or exp_rev[:7])
+                found.append(_experiment(revision, name, rev))
+    # The workspace is a row of its own only while it holds results no commit has.
+    seen_results = {_results(experiment) for experiment in found}
+    if workspace and head and workspace.metrics and _results(workspace) not in seen_results:
+        found.insert(0, dataclasses.replace(workspace, baseline=head.rev))
+    return found
+
+
+def show_experiments() -> list[Experiment]:
+    """Ask DVC for every experiment of every commit."""
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--json", "--all-commits"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise ExperimentsError(f"dvc exp show failed: {done.stderr.strip()}")
+    return parse_show(json.loads(done.stdout or "[]"))
+
+
+def changed_params(experiment: Experiment, baselines: Mapping[str, Experiment]) -> dict[str, Any]:
+    """The params an experiment set differently from its baseline commit."""
+    base = baselines.get(experiment.baseline or "")
+    if base is None:
+        return {}
+    return {
+        key: value
+        for key, value in experiment.params.items()
+        if base.params.get(key, object()) != value
+    }
+
+
+def checks(experiment: Experiment, rules: Mapping[str, Any]) -> list[policy.Check]:
+    """The policy's checks on an experiment's validation metrics (none for a failed run)."""
+    if experiment.failed:
+        return []
+    return policy.evaluate_policy(dict(rules), dict(experiment.metrics))
+
+
+def rank(experiments: Sequence[Experiment], rules: Mapping[str, Any]) -> list[Ranked]:
+    """Judge every experiment against the policy on its validation metrics."""
+    baselines = {experiment.rev: experiment for experiment in experiments}
+    return [
+        Ranked(
+            experiment,
+            changed_params(experiment, baselines),
+            checks(experiment, rules),
+        )
+        for experiment in experiments
+    ]
+
+
+def pick(ranked: Sequence[Ranked], rules: Mapping[str, Any]) -> Ranked | None:
+    """The experiment the policy picks: the best primary metric among those that pass.
+
+    Ties (the primary metric often sits on a target the decision threshold
+    was tuned to reach) go to the best first guardrail, then the next; the
+    first listed wins a complete tie.
+    """
+    passing = [row for row in ranked if row.passes]
+    if not passing:
+        return None
+    order = [rules["primary_metric"], *rules["guardrails"]]
+
+    def merit(row: Ranked) -> tuple[float, ...]:
+        signs = [1 if rule["direction"] == "maximize" else -1 for rule in order]
+        return tuple(
+            sign * row.experiment.metrics[rule["name"]]
+            for sign, rule in zip(signs, order, strict=True)
+        )
+
+    return max(passing, key=merit)
+
+
+def _params_text(changed: Mapping[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in sorted(changed.items())) or "-"
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def format_table(ranked: Sequence[Ranked], rules: Mapping[str, Any], chosen: Ranked | None) -> str:
+    """Render the comparison in at most MAX_WIDTH columns (changed params are cut to fit)."""
+    names = [rules["primary_metric"]["name"]] + [rule["name"] for rule in rules["guardrails"]]
+    header = ["experiment", "changed params", *names, "policy", "pick"]
+    rows = []
+    for row in ranked:
+        values = [
+            "missing"
+            if row.experiment.metrics.get(name) is None
+            else f"{row.experiment.metrics[name]:.4f}"
+            for name in names
+        ]
+        verdict = "failed" if row.experiment.failed else ("pass" if row.passes else "FAIL")
+        rows.append(
+            [
+                row.experiment.name,
+                _params_text(row.changed),
+                *values,
+                verdict,
+                "<- pick" if row is chosen else "",
+            ]
+        )
+    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+    others = sum(widths) - widths[1] + 2 * (len(header) - 1)
+    widths[1] = max(min(widths[1], MAX_WIDTH - others), len(header[1]))
+    lines = []
+    for line in [header, *rows]:
+        cells = [_fit(cell, width).ljust(width) for cell, width in zip(line, widths, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def report(experiments: Sequence[Experiment], rules: Mapping[str, Any]) -> Iterator[str]:
+    """The lines ``make experiments`` prints."""
+    ranked = rank(experiments, rules)
+    chosen = pick(ranked, rules)
+    primary = rules["primary_metric"]["name"]
+    yield f"Experiments on the {SELECTION_SPLIT} split, checked against metrics_policy.yaml:"
+    yield format_table(ranked, rules, chosen)
+    if chosen is None:
+        yield "No experiment passes the policy on the validation split: none to pick."
+    else:
+        yield (
+            f"The policy picks {chosen.experiment.name}: the best {primary} among those passing "
+            "every check (ties go to the guardrails, in order).\n"
+            f"`make promote EXP={chosen.experiment.name}` judges it on the test split."
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the comparison (``make experiments``)."""
+    parser = argparse.ArgumentParser(
+        prog="experiments",
+        description="Compare experiments on the validation split against the metrics policy.",
+    )
+    parser.parse_args(argv)
+    try:
+        rules = policy.load_policy()
+        experiments = show_experiments()
+    except (policy.PolicyError, ExperimentsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not experiments:
+        print("No experiment has metrics yet: run `make repro` or `dvc exp run` first.")
+        return 0
+    for line in report(experiments, rules):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
