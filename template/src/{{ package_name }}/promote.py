@@ -95,7 +95,7 @@ def gate(
 
     Returns the checks, a note when the regression rule was skipped, and the metrics.
     """
-    rules = policy.load_policy()
+    rules = policy.load_policy(root / policy.POLICY_FILE.name, root / policy.SCHEMA_FILE.name)
     text = runs.show_file(root, commit, METRICS_PATH)
     if text is None:
         raise PromoteError(f"commit {commit[:12]} has no {METRICS_PATH}")
@@ -104,7 +104,7 @@ def gate(
     except policy.PolicyError as error:
         raise PromoteError(str(error)) from None
     ref = rules["regression"]["baseline_ref"]
-    against, note = policy.regression_checks(rules, metrics, policy.METRICS_FILE, ref)
+    against, note = policy.regression_checks(rules, metrics, root / METRICS_PATH, ref)
     return [*policy.evaluate_policy(rules, metrics), *against], note, metrics
 
 
