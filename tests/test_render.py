@@ -103,9 +103,12 @@ CORE_FILES = {
             "config",
             "data",
             "evaluate",
+            "experiments",
             "features",
             "imports",
             "policy",
+            "promote",
+            "reproduce",
             "reproducibility",
             "runs",
             "tracking",
@@ -115,7 +118,7 @@ CORE_FILES = {
     "tests/conftest.py",
 }
 MODULES = {"__init__", "config", "data", "evaluate", "features", "policy", "reproducibility"}
-MODULES |= {"runs", "tracking", "train"}
+MODULES |= {"experiments", "promote", "reproduce", "runs", "tracking", "train"}
 CI_FILES = {
     "github": {".github/workflows/ci.yml", ".github/workflows/template-update.yml"},
     "gitlab": {".gitlab-ci.yml"},
