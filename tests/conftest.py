@@ -16,7 +16,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A module-scoped project made by a parametrized fixture is built again on
+    # every worker that runs one of its tests: keep each one's tests together.
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "tracked_project" in params:
+            item.add_marker(pytest.mark.xdist_group(f"tracking-{params['tracked_project']}"))
     if config.getoption("--e2e"):
         return
     skip = pytest.mark.skip(reason="end-to-end test: run with --e2e")

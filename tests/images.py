@@ -148,10 +148,17 @@ def built(context: Path, tag: str, target: str | None = None) -> Iterator[str]:
     building without them (``--layers=false``) would also delete the uv image,
     whose stage has no instruction of its own (podman 4.3).
     """
-    before = _dangling_images()
-    try:
+    with removed_afterwards(tag):
         build(context, tag, target)
         yield tag
+
+
+@contextmanager
+def removed_afterwards(tag: str) -> Iterator[None]:
+    """Remove image ``tag``, and the stage images left while it was built, at the end."""
+    before = _dangling_images()
+    try:
+        yield
     finally:
         subprocess.run(["podman", "rmi", "--force", tag], capture_output=True, check=False)
         for image in sorted(_dangling_images() - before):

@@ -6,13 +6,14 @@ renames table; a release missing from either one would surprise them.
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
+from pathlib import Path
 
-import pytest
 import yaml
 from packaging.version import Version
-from support import TEMPLATE_ROOT
+from support import TEMPLATE_ROOT, render
 
 HEADING = re.compile(r"^## \[(?P<version>[^\]]+)\](?: - (?P<date>.+))?$", flags=re.M)
 
@@ -57,16 +58,33 @@ def test_every_rename_is_released_and_in_its_upgrade_notes() -> None:
         assert f"`{rename['old']}" in notes[version], f"{version}: upgrade notes omit {rename}"
 
 
-def git_tags() -> list[str]:
-    try:
-        result = subprocess.run(
-            ["git", "tag", "--list", "v*"], cwd=TEMPLATE_ROOT, capture_output=True, text=True
-        )
-    except FileNotFoundError:
-        return []
-    return result.stdout.split() if result.returncode == 0 else []
+def release_commit(repo: Path, version: str) -> str | None:
+    """The commit that released ``version``: the one that added its heading to CHANGELOG.md."""
+    found = subprocess.run(
+        ["git", "log", "--format=%H", f"-S## [{version}]", "--", "CHANGELOG.md"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return found[-1] if found else None
 
 
-@pytest.mark.parametrize("tag", git_tags() or [pytest.param(None, marks=pytest.mark.skip)])
-def test_every_release_tag_has_a_changelog_entry(tag: str) -> None:
-    assert Version(tag) in releases(), f"tag {tag} has no entry in CHANGELOG.md"
+def test_each_release_is_a_commit_that_copier_offers_as_that_version(tmp_path: Path) -> None:
+    """Tag every release in a clone, as releasing does: copier offers the newest one."""
+    clone = tmp_path / "template"
+    subprocess.run(
+        ["git", "clone", "--quiet", "--no-local", str(TEMPLATE_ROOT), str(clone)], check=True
+    )
+    versions = sorted(releases())
+    commits = [release_commit(clone, str(version)) for version in versions]
+    missing = [str(v) for v, commit in zip(versions, commits, strict=True) if commit is None]
+    assert not missing, f"no commit of this branch releases {missing} (a heading never committed?)"
+    for older, newer in itertools.pairwise(commits):
+        ancestry = subprocess.run(["git", "merge-base", "--is-ancestor", older, newer], cwd=clone)
+        assert ancestry.returncode == 0, "releases in the changelog are out of commit order"
+    for version, commit in zip(versions, commits, strict=True):
+        subprocess.run(["git", "tag", f"v{version}", commit], cwd=clone, check=True)
+    project = render(tmp_path / "project", vcs_ref=None, template=clone)
+    recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"]
+    assert recorded == f"v{versions[-1]}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import images
 import jsonc
 import pytest
-from support import git_init_commit, render, run, tool_env
+from support import commit_all, git_init_commit, render, run, tool_env
 
 PYTHON_VERSIONS = ["3.10", "3.11", "3.12", "3.13"]
 REQUIRED_EXTENSIONS = {"ms-python.python", "charliermarsh.ruff", "iterative.dvc"}
@@ -220,3 +221,32 @@ def check_development_image(tag: str, project: Path, post_create_command: str) -
         output = box.run(["make", "test"], workdir=workspace, timeout=900)
         assert re.search(r"\d+ passed", output)
         assert box.run(["id", "-u"]).strip() == "10001"
+
+
+@pytest.mark.e2e
+def test_reproduce_in_the_image_gives_the_hosts_output_hashes(
+    built_project: Path, tmp_path: Path
+) -> None:
+    """`make reproduce-image`: the commit's runtime image rebuilds what the host recorded."""
+    project = tmp_path / built_project.name
+    shutil.copytree(built_project, project, symlinks=True)
+    run(["make", "setup"], project)
+    run(["make", "repro"], project)
+    commit_all(project, "Run the pipeline on the host")
+    options = [
+        f"--build-arg=PYTHON_IMAGE={images.PYTHON_IMAGE}",
+        f"--build-arg=UV_IMAGE={images.UV_IMAGE}",
+        f"--volume={images.HOST_CA_BUNDLE}:{images.IMAGE_CA_BUNDLE}:ro",
+        f"--env=SSL_CERT_FILE={images.IMAGE_CA_BUNDLE}",
+    ]
+    command = ["make", "reproduce-image", "RUN=HEAD", f"BUILD_OPTIONS={' '.join(options)}"]
+    env = tool_env({"CONTAINER_ENGINE": "buildah", "BUILDAH_ISOLATION": "chroot"})
+    commit = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    with images.removed_afterwards(f"localhost/{project.name}:reproduce-{commit[:12]}"):
+        done = run(command, project, env=env, check=False, timeout=1800)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "(image localhost/" in output
+    outputs = json.loads((project / "reports" / "run.json").read_text())["outputs"]
+    for path in outputs:
+        assert re.search(rf"^{re.escape(path)}\s.*\ssame$", output, flags=re.MULTILINE), path

@@ -659,3 +659,81 @@ def test_scheduled_update_job_proposes_the_new_version(tmp_path: Path, provider:
         assert request["title"] == title
         assert request["source"]["branch"]["name"] == "template-update"
         assert request["destination"]["branch"]["name"] == "main"
+
+
+# ---------------------------------------------------------------- from the real first release
+
+
+def release_commit(repo: Path, version: str) -> str:
+    """The commit that released ``version``: the one that added its CHANGELOG heading."""
+    found = git(repo, "log", "--format=%H", f"-S## [{version}]", "--", "CHANGELOG.md").split()
+    assert found, f"no commit added ## [{version}] to CHANGELOG.md: is the history complete?"
+    return found[-1]
+
+
+def latest_release() -> str:
+    headings = re.findall(
+        r"^## \[(\d+\.\d+\.\d+)\]",
+        (TEMPLATE_ROOT / "CHANGELOG.md").read_text(),
+        flags=re.MULTILINE,
+    )
+    return max(headings, key=Version)
+
+
+@pytest.mark.e2e
+def test_a_project_from_the_released_0_1_0_updates_and_runs_the_new_lifecycle(
+    tmp_path: Path,
+) -> None:
+    """The real 0.1.0 (from this repository's history), used, then updated to today's template.
+
+    The user follows the upgrade notes of every release in between, and the
+    project's own tools then work: the pipeline, its tests, the new commands.
+    """
+    template = tmp_path / "template"
+    run(["git", "clone", "--quiet", "--no-local", TEMPLATE_ROOT, template], tmp_path)
+    git(template, "tag", "v0.1.0", release_commit(template, "0.1.0"))
+    # Today's template (the working tree, as this run tests it) as the newest release.
+    git(template, "rm", "-r", "--quiet", ".")
+    shutil.copytree(TEMPLATE_ROOT, template, ignore=LEFT_BEHIND, dirs_exist_ok=True, symlinks=True)
+    new = latest_release()
+    release(template, f"v{new}", f"Release {new}")
+
+    project = generate(template, tmp_path / "claims-fraud-detection")
+    run(["make", "setup"], project)
+    run(["make", "repro"], project)
+    commit_all(project, "First run")
+    sub(project / "params.yaml", r"^(\s+C:) 1\.0$", r"\1 0.7")
+    (project / CONFIG_PY).write_text((project / CONFIG_PY).read_text() + USER_FUNCTION)
+    commit_all(project, "Our changes")
+
+    update(project)
+    assert answers(project)["_commit"] == f"v{new}"
+    for path in project.rglob("*"):
+        if path.is_file() and ".git" not in path.parts and ".venv" not in path.parts:
+            text = path.read_text(encoding="utf-8", errors="ignore")
+            assert not conflict_markers(text), f"conflict left in {path.relative_to(project)}"
+    assert "C: 0.7" in (project / "params.yaml").read_text()
+    assert "def claims_table_path" in (project / CONFIG_PY).read_text()
+    assert (project / "src" / PACKAGE / "reproduce.py").is_file()
+
+    # The upgrade notes of 0.2.0 (and later), as a user follows them.
+    if (project / "reports" / "fingerprint.json").exists():
+        git(project, "rm", "--quiet", "reports/fingerprint.json")
+    params = project / "params.yaml"
+    params.write_text(
+        re.sub(
+            r"^(\s*)estimator: (\w+)\s+#\s*(.*)$",
+            r"\1# \3\n\1estimator: \2",
+            params.read_text(),
+            flags=re.MULTILINE,
+        )
+    )
+    run(["uv", "lock"], project)
+    run(["make", "setup"], project)
+    run(["make", "repro"], project)
+    run(["make", "test"], project)
+    commit_all(project, f"Update to template {new}")
+    listed = run(["make", "--silent", "experiments"], project).stdout
+    assert "<- pick" in listed
+    found = json.loads(run(["make", "--silent", "find-run", "REF=HEAD"], project).stdout)
+    assert found["record"]["run_id"]

@@ -42,6 +42,7 @@ class Experiment:
     params: Mapping[str, Any]
     metrics: Mapping[str, float]
     failed: bool = False
+    changed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +50,6 @@ class Ranked:
     """An experiment with the policy's verdict on its validation metrics."""
 
     experiment: Experiment
-    changed: Mapping[str, Any]
     checks: Sequence[policy.Check]
 
     @property
@@ -97,9 +97,19 @@ def _results(experiment: Experiment) -> str:
 
 
 def parse_show(shown: Sequence[Mapping[str, Any]]) -> list[Experiment]:
-    """The experiments in the JSON of ``dvc exp show --json``, newest baseline first."""
+    """The experiments in the JSON of ``dvc exp show --json``, newest baseline first.
+
+    A commit is a row when it recorded metrics that no row above it holds
+    (a commit that changed only code outside the pipeline adds nothing); an
+    experiment's commit is listed once, under its own name.
+    """
+    experiment_revs = {
+        str(revision.get("rev"))
+        for entry in shown
+        for group in entry.get("experiments") or []
+        for revision in group.get("revs") or []
+    }
     found: list[Experiment] = []
-    seen: set[str] = set()
     head: Experiment | None = None
     workspace: Experiment | None = None
     for entry in shown:
@@ -109,8 +119,8 @@ def parse_show(shown: Sequence[Mapping[str, Any]]) -> list[Experiment]:
             continue
         commit = _experiment(entry, str(entry.get("name") or rev[:7]), None)
         head = head or commit
-        if commit.metrics and rev not in seen:
-            seen.add(rev)
+        listed = {_results(row) for row in found}
+        if commit.metrics and rev not in experiment_revs and _results(commit) not in listed:
             found.append(commit)
         for group in entry.get("experiments") or []:
             executor = group.get("executor") or {}
@@ -118,15 +128,13 @@ def parse_show(shown: Sequence[Mapping[str, Any]]) -> list[Experiment]:
                 continue  # queued or still running
             for revision in group.get("revs") or []:
                 exp_rev = str(revision.get("rev"))
-                if exp_rev in seen:
-                    continue
-                seen.add(exp_rev)
                 name = str(revision.get("name") or group.get("name") or exp_rev[:7])
-                found.append(_experiment(revision, name, rev))
-    # The workspace is a row of its own only while it holds results no commit has.
-    seen_results = {_results(experiment) for experiment in found}
-    if workspace and head and workspace.metrics and _results(workspace) not in seen_results:
-        found.insert(0, dataclasses.replace(workspace, baseline=head.rev))
+                experiment = _experiment(revision, name, rev)
+                found.append(with_changes(experiment, commit))
+    # The workspace is a row of its own only while it holds results no row has.
+    listed = {_results(experiment) for experiment in found}
+    if workspace and head and workspace.metrics and _results(workspace) not in listed:
+        found.insert(0, with_changes(dataclasses.replace(workspace, baseline=head.rev), head))
     return found
 
 
@@ -142,16 +150,14 @@ def show_experiments() -> list[Experiment]:
     return parse_show(json.loads(done.stdout or "[]"))
 
 
-def changed_params(experiment: Experiment, baselines: Mapping[str, Experiment]) -> dict[str, Any]:
-    """The params an experiment set differently from its baseline commit."""
-    base = baselines.get(experiment.baseline or "")
-    if base is None:
-        return {}
-    return {
+def with_changes(experiment: Experiment, baseline: Experiment) -> Experiment:
+    """The experiment, knowing which params it set differently from its baseline commit."""
+    changed = {
         key: value
         for key, value in experiment.params.items()
-        if base.params.get(key, object()) != value
+        if baseline.params.get(key, object()) != value
     }
+    return dataclasses.replace(experiment, changed=changed)
 
 
 def checks(experiment: Experiment, rules: Mapping[str, Any]) -> list[policy.Check]:
@@ -163,15 +169,7 @@ def checks(experiment: Experiment, rules: Mapping[str, Any]) -> list[policy.Chec
 
 def rank(experiments: Sequence[Experiment], rules: Mapping[str, Any]) -> list[Ranked]:
     """Judge every experiment against the policy on its validation metrics."""
-    baselines = {experiment.rev: experiment for experiment in experiments}
-    return [
-        Ranked(
-            experiment,
-            changed_params(experiment, baselines),
-            checks(experiment, rules),
-        )
-        for experiment in experiments
-    ]
+    return [Ranked(experiment, checks(experiment, rules)) for experiment in experiments]
 
 
 def pick(ranked: Sequence[Ranked], rules: Mapping[str, Any]) -> Ranked | None:
@@ -220,7 +218,7 @@ def format_table(ranked: Sequence[Ranked], rules: Mapping[str, Any], chosen: Ran
         rows.append(
             [
                 row.experiment.name,
-                _params_text(row.changed),
+                _params_text(row.experiment.changed),
                 *values,
                 verdict,
                 "<- pick" if row is chosen else "",

@@ -166,10 +166,12 @@ def promote(ref: str, root: Path = PROJECT_ROOT) -> int:
             raise PromoteError(f"the model registry refused run {run_id}: {error}") from None
     print(f"Promoted {ref} as {version_tag} ({STAGE}), commit {commit[:12]}.")
     print(registered or f"No model registry in {tracking.TRACKER}: the git tags are the registry.")
-    print(
-        f"Share it: git push origin {version_tag} '{stage_tag}'; bring it into your branch: "
-        f"git merge --ff-only {version_tag} (or dvc exp apply {ref})."
+    experiment = runs.experiment_of(commit, root)
+    bring = f"git merge --ff-only {version_tag}" + (
+        f" (or dvc exp apply {experiment})" if experiment else ""
     )
+    print(f"Share it: git push origin {version_tag} '{stage_tag}'")
+    print(f"Bring it into your branch: {bring}")
     return 0
 
 

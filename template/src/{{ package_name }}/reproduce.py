@@ -280,67 +280,38 @@ def engine_command(engine: str) -> list[str]:
 
 
 def run_pipeline_in_image(
-    checkout: Path, commit: str, engine: str, build_args: Sequence[str]
+    checkout: Path, commit: str, engine: str, build_options: Sequence[str]
 ) -> str:
     """Build the commit's runtime image and run the pipeline in it, on the worktree.
 
     The worktree is mounted into the container, so the image supplies only
     the environment (its Python and the packages of its ``uv.lock``) and the
-    outputs land where they are compared. Returns the image's tag.
+    outputs land where they are compared. ``build_options`` go to the build
+    command as they are (``--build-arg PYTHON_IMAGE=...``, a proxy's CA).
+    buildah (and podman) read their isolation from ``BUILDAH_ISOLATION``.
+    Returns the image's tag.
     """
     (tool,) = engine_command(engine)
     name = Path(tool).name
     tag = f"localhost/{checkout.name}:reproduce-{commit[:12]}"
-    args = [arg for value in build_args for arg in ("--build-arg", value)]
-    build = ["buildah", "build"] if name == "buildah" else [tool, "build"]
-    isolation = ["--isolation", "chroot"] if name in {"podman", "buildah"} else []
-    _run([*build, *isolation, *args, "--target", "runtime", "--tag", tag, "."], checkout)
+    build = [tool, "build", *build_options, "--target", "runtime", "--tag", tag, "."]
+    _run(build, checkout)
     command = ["sh", "-c", f"HOME=/tmp {tracking.DISABLED_ENV}=1 dvc repro --force"]
     mount = f"{checkout}:{IMAGE_WORKDIR}"
     user = f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else "0:0"
-    if name == "buildah":
-        box = subprocess.run(["buildah", "from", tag], capture_output=True, text=True, check=False)
-        if box.returncode != 0:
-            raise ReproduceError(f"buildah from {tag} failed: {box.stderr.strip()}")
-        container = box.stdout.strip()
-        try:
-            _run(
-                [
-                    "buildah",
-                    "run",
-                    "--isolation",
-                    "chroot",
-                    "--user",
-                    user,
-                    "--volume",
-                    mount,
-                    "--workingdir",
-                    IMAGE_WORKDIR,
-                    container,
-                    "--",
-                    *command,
-                ],
-                checkout,
-            )
-        finally:
-            subprocess.run(["buildah", "rm", container], capture_output=True)
-    else:
-        _run(
-            [
-                tool,
-                "run",
-                "--rm",
-                "--user",
-                user,
-                "--volume",
-                mount,
-                "--workdir",
-                IMAGE_WORKDIR,
-                tag,
-                *command,
-            ],
-            checkout,
-        )
+    if name != "buildah":
+        run = ["run", "--rm", "--user", user, "--volume", mount, "--workdir", IMAGE_WORKDIR]
+        _run([tool, *run, tag, *command], checkout)
+        return tag
+    created = subprocess.run([tool, "from", tag], capture_output=True, text=True)
+    if created.returncode != 0:
+        raise ReproduceError(f"buildah from {tag} failed: {created.stderr.strip()}")
+    box = created.stdout.strip()
+    try:
+        run = ["run", "--user", user, "--volume", mount, "--workingdir", IMAGE_WORKDIR]
+        _run([tool, *run, box, "--", *command], checkout)
+    finally:
+        subprocess.run([tool, "rm", box], capture_output=True)
     return tag
 
 
@@ -442,8 +413,13 @@ def tracker_metrics(target: Target) -> tuple[dict[str, float] | None, str]:
     return metrics, ""
 
 
-def record_reproduction(root: Path, target: Target, result: Mapping[str, Any]) -> list[str]:
-    """Attach the result to the original run: a git note on its commit, a tag in the tracker."""
+def record_reproduction(
+    root: Path, target: Target, result: Mapping[str, Any], *, in_tracker: bool
+) -> list[str]:
+    """Attach the result to the original run: a git note on its commit, a tag in the tracker.
+
+    The tracker is tagged only when it was reachable and holds the run (``in_tracker``).
+    """
     notes = []
     note = json.dumps(result, sort_keys=True)
     added = subprocess.run(
@@ -458,7 +434,7 @@ def record_reproduction(root: Path, target: Target, result: Mapping[str, Any]) -
     else:
         notes.append(f"could not record a git note: {added.stderr.strip()}")
     run_id = (target.record or {}).get("run_id")
-    if run_id and (target.record or {}).get("tracker") == tracking.TRACKER:
+    if in_tracker and run_id:
         tags = {f"reproduction.{key}": str(value) for key, value in result.items()}
         try:
             where = tracking.annotate_run(str(run_id), tags)
@@ -476,7 +452,7 @@ def reproduce(
     *,
     in_image: bool = False,
     engine: str = "",
-    build_args: Sequence[str] = (),
+    build_options: Sequence[str] = (),
     keep: bool = False,
 ) -> int:
     """Rebuild the run ``ref`` names, print the comparison and return the exit status."""
@@ -489,7 +465,8 @@ def reproduce(
         sync_environment(checkout)
         notes += fetch_inputs(target, checkout)
         if in_image:
-            where = f"image {run_pipeline_in_image(checkout, target.commit, engine, build_args)}"
+            tag = run_pipeline_in_image(checkout, target.commit, engine, build_options)
+            where = f"image {tag}"
         else:
             run_pipeline(checkout)
         reproduced_lock = runs.read_yaml(checkout / LOCK_PATH) or {}
@@ -514,7 +491,7 @@ def reproduce(
         "where": where,
         "python": environment["python_version"] if not in_image else "image",
     }
-    notes += record_reproduction(root, target, result)
+    notes += record_reproduction(root, target, result, in_tracker=tracked is not None)
     for note in notes:
         print(f"note: {note}")
     if differing:
@@ -547,11 +524,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="container engine for --in-image (default: CONTAINER_ENGINE, else the first found)",
     )
     parser.add_argument(
-        "--build-arg",
+        "--build-option",
         action="append",
         default=[],
-        metavar="KEY=VALUE",
-        help="build argument for the image (repeatable), e.g. PYTHON_IMAGE=<mirror>/python:3.12",
+        metavar="OPTION",
+        help="an option for the image build, as the engine takes it (repeatable), e.g. "
+        "--build-option=--build-arg=PYTHON_IMAGE=<mirror>/python:3.12",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the worktree afterwards, to inspect it"
@@ -567,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.ref,
             in_image=args.in_image,
             engine=args.engine,
-            build_args=args.build_arg,
+            build_options=args.build_option,
             keep=args.keep,
         )
     except ReproduceError as error:
