@@ -360,3 +360,10 @@ def test_make_docs_fails_on_a_page_missing_from_the_nav(built_project: Path) -> 
         assert "decisions/0005-unlisted.md" in result.stdout + result.stderr
     finally:
         record.unlink()
+
+
+@pytest.mark.e2e
+def test_the_model_card_says_when_no_version_was_promoted(built_project: Path) -> None:
+    card = (built_project / "site" / "model-card" / "index.html").read_text(encoding="utf-8")
+    assert "No version promoted yet." in card
+    assert "<!-- promoted-versions -->" not in card

@@ -96,13 +96,16 @@ def _results(experiment: Experiment) -> str:
     return json.dumps([experiment.params, experiment.metrics], sort_keys=True, default=str)
 
 
-def parse_show(shown: Sequence[Mapping[str, Any]]) -> list[Experiment]:
-    """The experiments in the JSON of ``dvc exp show --json``, newest baseline first.
+def parse_show(
+    shown: Sequence[Mapping[str, Any]], head_rev: str | None = None
+) -> list[Experiment]:
+    """The experiments in the JSON of ``dvc exp show --json``, the commit ``head_rev`` first.
 
     A commit is a row when it recorded metrics that no row above it holds
     (a commit that changed only code outside the pipeline adds nothing); an
     experiment's commit is listed once, under its own name.
     """
+    shown = sorted(shown, key=lambda entry: entry.get("rev") not in {"workspace", head_rev})
     experiment_revs = {
         str(revision.get("rev"))
         for entry in shown
@@ -139,7 +142,7 @@ def parse_show(shown: Sequence[Mapping[str, Any]]) -> list[Experiment]:
 
 
 def show_experiments() -> list[Experiment]:
-    """Ask DVC for every experiment of every commit."""
+    """Ask DVC for every experiment of every commit, the checked-out commit first."""
     done = subprocess.run(
         [sys.executable, "-m", "dvc", "exp", "show", "--json", "--all-commits"],
         capture_output=True,
@@ -147,7 +150,8 @@ def show_experiments() -> list[Experiment]:
     )
     if done.returncode != 0:
         raise ExperimentsError(f"dvc exp show failed: {done.stderr.strip()}")
-    return parse_show(json.loads(done.stdout or "[]"))
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    return parse_show(json.loads(done.stdout or "[]"), head.stdout.strip() or None)
 
 
 def with_changes(experiment: Experiment, baseline: Experiment) -> Experiment:
