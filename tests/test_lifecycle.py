@@ -211,7 +211,9 @@ def test_experiments_are_compared_on_validation_and_the_pick_is_promoted(team: T
     run(["make", "queue", "JOBS=2"], project)
     listed = run(["make", "--silent", "experiments"], project).stdout
     assert max(len(line) for line in listed.splitlines()) <= 120
-    rows = {line.split()[0]: line for line in listed.splitlines()[2:] if line.strip()}
+    lines = listed.splitlines()
+    end = next(i for i, line in enumerate(lines) if line.startswith("The policy picks"))
+    rows = {line.split()[0]: line for line in lines[2:end]}
     assert {"main", *variations} <= rows.keys()
     assert "train.logistic_regression.C=4" in rows["c-4"]
 
