@@ -459,6 +459,9 @@ def reproduce(
     target = find_target(ref, root)
     print(f"Reproducing {ref}: commit {target.commit[:12]}", flush=True)
     notes = []
+    workspace = runs.git_state(root)
+    if workspace["git_dirty"] and workspace["git_commit"] == target.commit:
+        notes.append(f"the workspace has uncommitted changes: they are not part of {ref}")
     where = "host"
     with worktree(root, target.commit, keep) as checkout:
         copy_remotes(root, checkout)
