@@ -159,6 +159,9 @@ def test_jsonc_reader_keeps_comment_markers_inside_strings() -> None:
 # ---------------------------------------------------------------- real builds
 
 E2E_ANSWERS = {"python_version": "3.11"}  # Debian bookworm's python3
+# The image tests share podman's store and each removes the stage images its
+# build left: run them one after another, on one worker, never side by side.
+ONE_BUILD_AT_A_TIME = pytest.mark.xdist_group("podman-images")
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +179,7 @@ def built_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.e2e
+@ONE_BUILD_AT_A_TIME
 def test_runtime_image_runs_the_pipeline_as_the_non_root_user(built_project: Path) -> None:
     # Files the .dockerignore must keep out of the image.
     (built_project / ".env").write_text("API_TOKEN=do-not-ship\n")
@@ -202,6 +206,7 @@ def check_runtime_image(tag: str) -> None:
 
 
 @pytest.mark.e2e
+@ONE_BUILD_AT_A_TIME
 def test_devcontainer_image_runs_make_setup_and_the_tests(built_project: Path) -> None:
     config = jsonc.loads((built_project / ".devcontainer" / "devcontainer.json").read_text())
     assert isinstance(config, dict)
@@ -224,6 +229,7 @@ def check_development_image(tag: str, project: Path, post_create_command: str) -
 
 
 @pytest.mark.e2e
+@ONE_BUILD_AT_A_TIME
 def test_reproduce_in_the_image_gives_the_hosts_output_hashes(
     built_project: Path, tmp_path: Path
 ) -> None:
