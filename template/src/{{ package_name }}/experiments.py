@@ -28,6 +28,7 @@ SELECTION_SPLIT = "validation"
 PARAMS_PATH = "params.yaml"
 METRICS_PATH = "reports/metrics.json"
 MAX_WIDTH = 120
+WORKSPACE = "workspace"  # the rev DVC gives the working tree
 # States of queued experiments that have finished (DVC's executor states).
 FINISHED = {"success", "failed"}
 
@@ -105,7 +106,7 @@ def parse_show(
     (a commit that changed only code outside the pipeline adds nothing); an
     experiment's commit is listed once, under its own name.
     """
-    shown = sorted(shown, key=lambda entry: entry.get("rev") not in {"workspace", head_rev})
+    shown = sorted(shown, key=lambda entry: entry.get("rev") not in {WORKSPACE, head_rev})
     experiment_revs = {
         str(revision.get("rev"))
         for entry in shown
@@ -117,8 +118,8 @@ def parse_show(
     workspace: Experiment | None = None
     for entry in shown:
         rev = str(entry.get("rev"))
-        if rev == "workspace":
-            workspace = _experiment(entry, "workspace", None)
+        if rev == WORKSPACE:
+            workspace = _experiment(entry, WORKSPACE, None)
             continue
         commit = _experiment(entry, str(entry.get("name") or rev[:7]), None)
         head = head or commit
@@ -250,9 +251,15 @@ def report(experiments: Sequence[Experiment], rules: Mapping[str, Any]) -> Itera
     else:
         yield (
             f"The policy picks {chosen.experiment.name}: the best {primary} among those passing "
-            "every check (ties go to the guardrails, in order).\n"
-            f"`make promote EXP={chosen.experiment.name}` judges it on the test split."
+            "every check (ties go to the guardrails, in order)."
         )
+        if chosen.experiment.rev == WORKSPACE:
+            yield (
+                "Commit it (git add dvc.lock reports/ && git commit), then "
+                "`make promote EXP=HEAD` judges it on the test split."
+            )
+        else:
+            yield f"`make promote EXP={chosen.experiment.name}` judges it on the test split."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
