@@ -35,6 +35,15 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 IMAGE_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
+# What every build here needs: the stand-in base images, and the host's trust store.
+BUILD_OPTIONS = (
+    f"--build-arg=PYTHON_IMAGE={PYTHON_IMAGE}",
+    f"--build-arg=UV_IMAGE={UV_IMAGE}",
+    f"--volume={HOST_CA_BUNDLE}:{IMAGE_CA_BUNDLE}:ro",
+    f"--env=SSL_CERT_FILE={IMAGE_CA_BUNDLE}",
+)
+
+
 def missing_tools() -> list[str]:
     """The container tools that are not installed (an empty list when all are)."""
     return [tool for tool in TOOLS if shutil.which(tool) is None]
@@ -114,21 +123,7 @@ def ensure_base_images() -> None:
 
 def build(context: Path, tag: str, target: str | None = None) -> str:
     """Build ``context``'s Dockerfile with the stand-in base images; return the build log."""
-    args = [
-        "podman",
-        "build",
-        "--isolation=chroot",
-        "--build-arg",
-        f"PYTHON_IMAGE={PYTHON_IMAGE}",
-        "--build-arg",
-        f"UV_IMAGE={UV_IMAGE}",
-        "--volume",
-        f"{HOST_CA_BUNDLE}:{IMAGE_CA_BUNDLE}:ro",
-        "--env",
-        f"SSL_CERT_FILE={IMAGE_CA_BUNDLE}",
-        "--tag",
-        tag,
-    ]
+    args = ["podman", "build", "--isolation=chroot", *BUILD_OPTIONS, "--tag", tag]
     if target:
         args += ["--target", target]
     return _run([*args, str(context)], timeout=1200)

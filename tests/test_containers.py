@@ -239,13 +239,8 @@ def test_reproduce_in_the_image_gives_the_hosts_output_hashes(
     run(["make", "setup"], project)
     run(["make", "repro"], project)
     commit_all(project, "Run the pipeline on the host")
-    options = [
-        f"--build-arg=PYTHON_IMAGE={images.PYTHON_IMAGE}",
-        f"--build-arg=UV_IMAGE={images.UV_IMAGE}",
-        f"--volume={images.HOST_CA_BUNDLE}:{images.IMAGE_CA_BUNDLE}:ro",
-        f"--env=SSL_CERT_FILE={images.IMAGE_CA_BUNDLE}",
-    ]
-    command = ["make", "reproduce-image", "RUN=HEAD", f"BUILD_OPTIONS={' '.join(options)}"]
+    options = " ".join(images.BUILD_OPTIONS)
+    command = ["make", "reproduce-image", "RUN=HEAD", f"BUILD_OPTIONS={options}"]
     env = tool_env({"CONTAINER_ENGINE": "buildah", "BUILDAH_ISOLATION": "chroot"})
     commit = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
     with images.removed_afterwards(f"localhost/{project.name}:reproduce-{commit[:12]}"):

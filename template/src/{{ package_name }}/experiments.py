@@ -22,7 +22,8 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from . import policy, tracking
+from . import policy, runs, tracking
+from .config import PROJECT_ROOT
 
 SELECTION_SPLIT = "validation"
 PARAMS_PATH = "params.yaml"
@@ -71,13 +72,7 @@ def _data(entry: Mapping[str, Any], path: str, key: str) -> Mapping[str, Any]:
 def split_metrics(metrics: Mapping[str, Any], split: str = SELECTION_SPLIT) -> dict[str, float]:
     """One split's numbers from a parsed metrics file."""
     values = metrics.get(split)
-    if not isinstance(values, Mapping):
-        return {}
-    return {
-        name: float(value)
-        for name, value in values.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    }
+    return policy.numbers(values) if isinstance(values, Mapping) else {}
 
 
 def _experiment(entry: Mapping[str, Any], name: str, baseline: str | None) -> Experiment:
@@ -151,8 +146,8 @@ def show_experiments() -> list[Experiment]:
     )
     if done.returncode != 0:
         raise ExperimentsError(f"dvc exp show failed: {done.stderr.strip()}")
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-    return parse_show(json.loads(done.stdout or "[]"), head.stdout.strip() or None)
+    head = runs.git_state(PROJECT_ROOT)["git_commit"]
+    return parse_show(json.loads(done.stdout or "[]"), head)
 
 
 def with_changes(experiment: Experiment, baseline: Experiment) -> Experiment:

@@ -19,7 +19,7 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,9 +133,14 @@ def parse_metrics(text: str, source: str, split: str = GATE_SPLIT) -> dict[str, 
     elif any(isinstance(value, dict) for value in metrics.values()) or split != GATE_SPLIT:
         splits = ", ".join(k for k, v in metrics.items() if isinstance(v, dict)) or "none"
         raise PolicyError(f"{source} has no {split} metrics (splits: {splits})")
+    return numbers(metrics)
+
+
+def numbers(values: Mapping[str, Any]) -> dict[str, float]:
+    """The entries of a metrics mapping that are numbers (booleans are not), as floats."""
     return {
         name: float(value)
-        for name, value in metrics.items()
+        for name, value in values.items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
 

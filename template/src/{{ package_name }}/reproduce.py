@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from . import runs, tracking
+from . import policy, runs, tracking
 from .config import PROJECT_ROOT
 
 EXIT_DIFFERS = 1
@@ -91,12 +91,7 @@ def flat_metrics(text: str | None) -> dict[str, float]:
         parsed = json.loads(text)
     except json.JSONDecodeError:
         return {}
-    flat = tracking.flatten(parsed) if isinstance(parsed, dict) else {}
-    return {
-        name: float(value)
-        for name, value in flat.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    }
+    return policy.numbers(tracking.flatten(parsed)) if isinstance(parsed, dict) else {}
 
 
 def find_target(ref: str, root: Path = PROJECT_ROOT) -> Target:
@@ -188,6 +183,18 @@ def has_remote(checkout: Path) -> bool:
     return bool((Config(dvc_dir=str(checkout / ".dvc")).get("core") or {}).get("remote"))
 
 
+def venv_python_version(checkout: Path) -> str | None:
+    """The Python version of the worktree's ``.venv`` (the commit's, not this process's)."""
+    config = checkout / ".venv" / "pyvenv.cfg"
+    if not config.is_file():
+        return None
+    for line in config.read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "version_info":
+            return value.strip()
+    return None
+
+
 def checkout_env(checkout: Path) -> dict[str, str]:
     """The environment of the worktree's own ``.venv``, with tracking disabled."""
     venv = checkout / ".venv"
@@ -267,16 +274,16 @@ def run_pipeline(checkout: Path) -> None:
     _run(dvc(checkout, "repro", "--force"), checkout, checkout_env(checkout))
 
 
-def engine_command(engine: str) -> list[str]:
-    """The container engine to build and run the image with."""
+def container_engine(engine: str) -> str:
+    """The container engine to build and run the image with: asked for, set, or found."""
     chosen = engine or os.environ.get("CONTAINER_ENGINE", "")
-    found = [chosen] if chosen else [name for name in ENGINES if shutil.which(name)]
-    if not found or shutil.which(found[0]) is None:
+    found = chosen or next((name for name in ENGINES if shutil.which(name)), "")
+    if not found or shutil.which(found) is None:
         raise ReproduceError(
             f"no container engine found ({chosen or ', '.join(ENGINES)}): install Docker or "
             "podman, or set CONTAINER_ENGINE"
         )
-    return [found[0]]
+    return found
 
 
 def run_pipeline_in_image(
@@ -291,7 +298,7 @@ def run_pipeline_in_image(
     buildah (and podman) read their isolation from ``BUILDAH_ISOLATION``.
     Returns the image's tag.
     """
-    (tool,) = engine_command(engine)
+    tool = container_engine(engine)
     name = Path(tool).name
     tag = f"localhost/{checkout.name}:reproduce-{commit[:12]}"
     build = [tool, "build", *build_options, "--target", "runtime", "--tag", tag, "."]
@@ -478,7 +485,7 @@ def reproduce(
             if (checkout / METRICS_PATH).is_file()
             else None
         )
-        environment = runs.environment(checkout)
+        python = venv_python_version(checkout)
     tracked, why = tracker_metrics(target)
     if why:
         notes.append(why)
@@ -492,7 +499,7 @@ def reproduce(
         "result": "differs" if differing else "same",
         "differs": differing,
         "where": where,
-        "python": environment["python_version"] if not in_image else "image",
+        "python": python if not in_image else "image",
     }
     notes += record_reproduction(root, target, result, in_tracker=tracked is not None)
     for note in notes:
