@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -129,10 +130,22 @@ def build(context: Path, tag: str, target: str | None = None) -> str:
     return _run([*args, str(context)], timeout=1200)
 
 
-def _dangling_images() -> set[str]:
-    return set(
-        _run(["podman", "images", "--quiet", "--no-trunc", "--filter", "dangling=true"]).split()
-    )
+def _dangling_images(attempts: int = 5) -> set[str]:
+    """The ids of the images no tag points to.
+
+    podman 4.3 fails the whole listing ("image not known") when an image it
+    listed is removed before it reads it, as podman's own cleanup of a finished
+    build can do: list again, a few times, before giving up.
+    """
+    args = ["podman", "images", "--quiet", "--no-trunc", "--filter", "dangling=true"]
+    for attempt in range(attempts):
+        try:
+            return set(_run(args).split())
+        except AssertionError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(2)
+    raise AssertionError("unreachable")
 
 
 @contextmanager
