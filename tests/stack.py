@@ -66,7 +66,7 @@ def free_ports(count: int) -> list[int]:
 
 
 def wait_until(check: object, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll ``check()`` until it holds; fail naming ``what`` when the process dies or time runs out."""
+    """Poll ``check()`` until it holds; fail naming ``what`` if the process dies or 120 s pass."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -157,8 +157,7 @@ def postgres() -> Iterator[Postgres]:
     psql = [*user, str(bin_dir / "psql"), "-h", str(sockets), "-p", str(port), "-U", superuser]
     try:
         wait_until(
-            lambda: subprocess.run([*psql, "-c", "select 1"], capture_output=True).returncode
-            == 0,
+            lambda: subprocess.run([*psql, "-c", "select 1"], capture_output=True).returncode == 0,
             "PostgreSQL",
             process,
             log,
@@ -167,7 +166,9 @@ def postgres() -> Iterator[Postgres]:
             f"CREATE ROLE {DATABASE_USER} LOGIN PASSWORD '{DATABASE_PASSWORD}'",
             f"CREATE DATABASE {DATABASE} OWNER {DATABASE_USER}",
         ):
-            subprocess.run([*psql, "-v", "ON_ERROR_STOP=1", "-c", statement], check=True)
+            subprocess.run(
+                [*psql, "-v", "ON_ERROR_STOP=1", "-c", statement], check=True, capture_output=True
+            )
         yield Postgres(port)
     finally:
         stop(process)
