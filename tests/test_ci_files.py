@@ -21,6 +21,7 @@ from support import render, run
 
 CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
 UPDATE_WORKFLOW = ".github/workflows/template-update.yml"
+GRID_WORKFLOW = ".github/workflows/experiment-grid.yml"
 CI_FILES = {
     "github": ".github/workflows/ci.yml",
     "gitlab": ".gitlab-ci.yml",
@@ -197,7 +198,10 @@ def test_every_make_target_ci_and_devcontainer_call_exists_in_the_makefile(
     rendered: Callable[..., Path], provider: str
 ) -> None:
     project = rendered(ci_provider=provider, **remote_answers("local"))
-    files = [CI_FILES[provider], *([UPDATE_WORKFLOW] if provider == "github" else [])]
+    files = [
+        CI_FILES[provider],
+        *([UPDATE_WORKFLOW, GRID_WORKFLOW] if provider == "github" else []),
+    ]
     lines = [
         line
         for name in files
@@ -209,6 +213,8 @@ def test_every_make_target_ci_and_devcontainer_call_exists_in_the_makefile(
     lines.append(devcontainer["postCreateCommand"])
     called = set(make_targets(lines))
     assert called >= {"setup", "test", "repro", "policy", "verify", "update-template"}
+    if provider in {"github", "gitlab"}:
+        assert "share-experiment" in called
     recipes = makefile_recipes((project / "Makefile").read_text())
     for target in sorted(called):
         assert target in recipes, f"make {target} is not in the Makefile"

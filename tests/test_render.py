@@ -120,7 +120,11 @@ CORE_FILES = {
 MODULES = {"__init__", "config", "data", "evaluate", "features", "policy", "reproducibility"}
 MODULES |= {"experiments", "promote", "reproduce", "runs", "tracking", "train"}
 CI_FILES = {
-    "github": {".github/workflows/ci.yml", ".github/workflows/template-update.yml"},
+    "github": {
+        ".github/workflows/ci.yml",
+        ".github/workflows/experiment-grid.yml",
+        ".github/workflows/template-update.yml",
+    },
     "gitlab": {".gitlab-ci.yml"},
     "bitbucket": {"bitbucket-pipelines.yml"},
     "none": set(),
@@ -137,6 +141,9 @@ def expected_files(answers: dict) -> set[str]:
         files |= {"Dockerfile", ".dockerignore"}
     if answers.get("use_devcontainer"):
         files |= {".devcontainer/devcontainer.json"}
+    if answers["experiment_tracker"] == "mlflow":  # the team stack
+        files |= {"compose.yaml", "stack/mlflow.Dockerfile", "stack/requirements.txt"}
+        files |= {f"src/{package}/move_runs.py"}
     return files | CI_FILES[answers["ci_provider"]]
 
 

@@ -1,0 +1,188 @@
+"""The team stack's files and the CI experiment grids, as rendered (test_team_stack.py runs them).
+
+- ``compose.yaml`` validates against the Compose specification's JSON schema,
+  names only pinned images, reads every secret from ``.env`` and runs the
+  SeaweedFS release the tests start natively;
+- ``stack/`` pins every package, at an MLflow the project's clients accept;
+- the grid jobs (GitHub, GitLab) validate, run ``make share-experiment``, and
+  their parameter sets name parameters that exist, for every problem type.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from support import render, run
+
+CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
+HADOLINT = Path(sys.executable).with_name("hadolint")
+WEED = Path(sys.executable).with_name("weed")
+GRID_WORKFLOW = ".github/workflows/experiment-grid.yml"
+PROBLEMS = {
+    "binary_classification": "recall",
+    "multiclass_classification": "f1_macro",
+    "regression": "r2",
+}
+
+
+def validate(path: Path, schema: str) -> None:
+    result = run([CHECK_JSONSCHEMA, "--builtin-schema", schema, path], path.parent, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def compose(project: Path) -> dict:
+    return yaml.safe_load((project / "compose.yaml").read_text())
+
+
+def test_compose_validates_against_the_compose_specification(default_project: Path) -> None:
+    validate(default_project / "compose.yaml", "vendor.compose-spec")
+    assert set(compose(default_project)["services"]) == {"postgres", "object-store", "mlflow"}
+
+
+def test_the_schema_check_rejects_a_broken_compose_file(
+    default_project: Path, tmp_path: Path
+) -> None:
+    config = compose(default_project)
+    config["services"]["postgres"]["helthcheck"] = {"test": ["CMD", "true"]}  # a typo
+    broken = tmp_path / "compose.yaml"
+    broken.write_text(yaml.safe_dump(config))
+    with pytest.raises(AssertionError):
+        validate(broken, "vendor.compose-spec")
+
+
+def test_every_service_is_pinned_checked_and_keeps_its_data(default_project: Path) -> None:
+    services = compose(default_project)["services"]
+    for name, service in services.items():
+        assert "healthcheck" in service, name
+        if "image" in service:
+            assert re.fullmatch(r"[\w./-]+:\d+(\.\d+)+(-[\w.]+)?", service["image"]), name
+        else:
+            dockerfile = default_project / service["build"]["context"]
+            text = (dockerfile / service["build"]["dockerfile"]).read_text()
+            bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, flags=re.M)
+            assert bases
+            assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-bookworm", bases[0])
+    assert compose(default_project)["volumes"].keys() == {"postgres-data", "object-store-data"}
+    assert services["mlflow"]["depends_on"] == {
+        "postgres": {"condition": "service_healthy"},
+        "object-store": {"condition": "service_healthy"},
+    }
+
+
+def test_the_object_store_is_the_seaweedfs_release_the_tests_run(default_project: Path) -> None:
+    image = compose(default_project)["services"]["object-store"]["image"]
+    version = subprocess.run([WEED, "version"], capture_output=True, text=True, check=True)
+    assert image == f"chrislusf/seaweedfs:{version.stdout.split()[2]}"
+
+
+def test_secrets_come_from_env_and_env_example_lists_them(default_project: Path) -> None:
+    text = (default_project / "compose.yaml").read_text()
+    variables = set(re.findall(r"\$\{(STACK_\w+)", text))
+    assert {"STACK_POSTGRES_PASSWORD", "STACK_S3_ACCESS_KEY", "STACK_S3_SECRET_KEY"} <= variables
+    for secret in ("STACK_POSTGRES_PASSWORD", "STACK_S3_ACCESS_KEY", "STACK_S3_SECRET_KEY"):
+        assert f"${{{secret}:?set {secret} in .env" in text, secret
+    example = (default_project / ".env.example").read_text()
+    for variable in variables:
+        assert f"# {variable}=" in example, variable
+
+
+def test_the_server_image_pins_every_package_at_an_mlflow_clients_accept(
+    default_project: Path,
+) -> None:
+    lines = (default_project / "stack" / "requirements.txt").read_text().splitlines()
+    pins = dict(line.split("==") for line in lines if line and not line.startswith("#"))
+    assert set(pins) == {"mlflow", "psycopg2-binary", "boto3"}
+    pyproject = (default_project / "pyproject.toml").read_text()
+    (minimum,) = re.findall(r'"mlflow>=([\d.]+)"', pyproject)
+    as_tuple = lambda version: tuple(int(part) for part in version.split("."))  # noqa: E731
+    assert as_tuple(pins["mlflow"]) >= as_tuple(minimum)
+    dockerfile = default_project / "stack" / "mlflow.Dockerfile"
+    result = run([HADOLINT, "--failure-threshold", "warning", dockerfile], default_project)
+    assert result.returncode == 0
+
+
+def test_stack_targets_refuse_to_start_without_env(render_project) -> None:
+    project = render_project()
+    missing = run(["make", "stack-up"], project, check=False)
+    assert missing.returncode != 0
+    assert "No .env: copy .env.example to .env" in missing.stderr
+    (project / ".env").write_text("STACK_POSTGRES_PASSWORD=x\n")
+    dry = run(["make", "--dry-run", "stack-up", "stack-down"], project).stdout
+    assert "docker compose up --detach --wait" in dry
+    assert "docker compose down" in dry
+    podman = run(["make", "--dry-run", "stack-up", "COMPOSE=podman compose"], project).stdout
+    assert "podman compose up --detach --wait" in podman
+
+
+def test_only_mlflow_projects_get_the_stack(render_project) -> None:
+    for tracker in ("dvclive", "none"):
+        project = render_project(experiment_tracker=tracker)
+        assert not (project / "compose.yaml").exists()
+        assert not (project / "stack").exists()
+        makefile = (project / "Makefile").read_text()
+        assert "stack-up" not in makefile
+        assert "make stack-up" not in (project / "docs" / "guides" / "team.md").read_text()
+
+
+# ---------------------------------------------------------------- experiment grids
+
+
+@pytest.fixture(scope="module", params=list(PROBLEMS))
+def grid_projects(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    answers = {"problem_type": request.param, "primary_metric": PROBLEMS[request.param]}
+    folder = tmp_path_factory.mktemp(request.param)
+    github = render(folder / "github", **answers)
+    gitlab = render(folder / "gitlab", ci_provider="gitlab", **answers)
+    return github, gitlab
+
+
+def grid_of(github: Path, gitlab: Path) -> tuple[list[str], list[str]]:
+    workflow = yaml.safe_load((github / GRID_WORKFLOW).read_text())
+    dispatch = workflow[True]["workflow_dispatch"]  # YAML 1.1 reads the key `on` as True
+    github_grid = yaml.safe_load(dispatch["inputs"]["grid"]["default"])
+    config = yaml.safe_load((gitlab / ".gitlab-ci.yml").read_text())
+    (matrix,) = config["experiment-grid"]["parallel"]["matrix"]
+    return github_grid, matrix["SET"]
+
+
+def test_grid_workflows_validate_and_run_make_share_experiment(grid_projects) -> None:
+    github, gitlab = grid_projects
+    validate(github / GRID_WORKFLOW, "vendor.github-workflows")
+    validate(gitlab / ".gitlab-ci.yml", "vendor.gitlab-ci")
+    workflow = yaml.safe_load((github / GRID_WORKFLOW).read_text())
+    steps = workflow["jobs"]["experiment"]["steps"]
+    assert steps[-1]["run"] == 'make share-experiment SET="$SET"'
+    assert workflow["jobs"]["experiment"]["env"]["SET"] == "${{ matrix.set }}"
+    assert workflow["jobs"]["experiment"]["strategy"]["fail-fast"] is False
+    config = yaml.safe_load((gitlab / ".gitlab-ci.yml").read_text())
+    assert config["experiment-grid"]["script"][-1] == 'make share-experiment SET="$SET"'
+    assert config["experiment-grid"]["rules"] == [
+        {"if": '$CI_PIPELINE_SOURCE == "web" && $EXPERIMENT_GRID == "true"'}
+    ]
+    assert {"if": '$EXPERIMENT_GRID == "true"', "when": "never"} in config["ci"]["rules"]
+
+
+def test_every_grid_parameter_exists_and_make_passes_it_to_dvc(grid_projects) -> None:
+    github, gitlab = grid_projects
+    github_grid, gitlab_grid = grid_of(github, gitlab)
+    assert github_grid == gitlab_grid
+    assert len(github_grid) >= 2
+    params = yaml.safe_load((github / "params.yaml").read_text())
+    for parameter_set in github_grid:
+        for setting in parameter_set.split():
+            key, value = setting.split("=", 1)
+            section = params
+            *parents, leaf = key.split(".")
+            for part in parents:
+                section = section[part]
+            assert leaf in section, f"{key} is not in params.yaml"
+            assert type(yaml.safe_load(value)) is type(section[leaf]), setting
+        dry = run(["make", "--dry-run", "share-experiment", f"SET={parameter_set}"], github)
+        expected = " ".join(f"--set-param {setting}" for setting in parameter_set.split())
+        assert f"dvc exp run {expected}" in dry.stdout
+        assert "dvc exp push --no-cache --rev HEAD origin" in dry.stdout
