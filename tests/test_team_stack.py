@@ -11,6 +11,8 @@ pushed to a bare git repository (the team's origin) and to the bucket. Then:
   back through the server, with no object-store keys on the client;
 - two clones (two teammates) each queue two experiments and start their
   queues with ``dvc queue start -j 2`` at the same time: four runs land;
+- ``make share-experiment`` (what each CI grid job runs) logs its run to the
+  server and pushes the experiment to origin and its outputs to the bucket;
 - a fresh clone's ``dvc pull`` restores every output bit for bit;
 - local runs move to the server with the page's ``make move-runs``, once;
 - a server stopped mid-pipeline fails the evaluation at once, naming its URI,
@@ -291,6 +293,22 @@ def test_two_teammates_run_two_queued_experiments_each_at_the_same_time(team: Te
     for experiment, clone in names.items():
         shown = run(["uv", "run", "--locked", "dvc", "exp", "show", "--json"], clone)
         assert experiment in shown.stdout
+
+
+def test_make_share_experiment_logs_the_run_and_pushes_code_and_outputs(team: Team) -> None:
+    """What each job of the CI experiment grid runs, here in a teammate's clone."""
+    clone = team.clone("dave")
+    shared = run(
+        ["make", "share-experiment", "SET=train.logistic_regression.C=0.2"], clone, env=team.env
+    )
+    record = json.loads((clone / "reports" / "run.json").read_text())
+    assert record["run_id"] in run_ids_on_server(team)
+    refs = run(["git", "ls-remote", str(team.origin), "refs/exps/*"], clone).stdout
+    assert record["experiment"] in refs, shared.stdout + shared.stderr
+    md5 = hashlib.md5((clone / "models" / "model.joblib").read_bytes()).hexdigest()
+    key = f"{SLUG}/files/md5/{md5[:2]}/{md5[2:]}"
+    found = stack.s3_client(team.store).list_objects_v2(Bucket="dvc", Prefix=key)  # type: ignore[attr-defined]
+    assert found.get("KeyCount") == 1, f"{key} is not in the DVC remote"
 
 
 def test_a_fresh_clone_pulls_every_output_bit_for_bit(team: Team) -> None:
