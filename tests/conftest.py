@@ -32,6 +32,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has named each test's group
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Refuse to run when a worker would not keep a group together.
+
+    The tests of one group share an expensive fixture (a project, the team
+    stack, podman's image store): split across workers, they build it twice
+    and race. pytest-xdist marks a grouped test by appending ``@<group>`` to
+    its id; without that, it schedules the group's tests one by one.
+    """
+    if not getattr(session.config.option, "loadgroup", False):  # set on xdist's workers
+        return
+    for item in session.items:
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+            raise pytest.UsageError(
+                f"{item.nodeid} is in an xdist_group, but pytest-xdist did not group it: "
+                "the installed pytest and pytest-xdist do not work together (see pyproject.toml)"
+            )
+
+
 @pytest.fixture(scope="session")
 def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project generated with default answers (rendered once, read-only)."""

@@ -203,7 +203,6 @@ def object_store(buckets: list[str], folder: Path) -> Iterator[ObjectStore]:
         "filer.port.grpc",
         "s3.port",
         "s3.port.grpc",
-        "s3.port.iceberg",
         "admin.port",
         "admin.port.grpc",
         "webdav.port",
@@ -225,6 +224,8 @@ def object_store(buckets: list[str], folder: Path) -> Iterator[ObjectStore]:
                 f"-bucket={','.join(buckets)}",
                 "-admin.ui=false",
                 "-webdav=false",
+                "-s3.port.iceberg=0",  # the Iceberg and Lance catalogs, unused here
+                "-s3.port.lance=0",
                 *(f"-{name}={port}" for name, port in ports.items()),
             ],
             stdout=output,

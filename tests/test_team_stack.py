@@ -151,7 +151,9 @@ print(json.dumps({{r.info.run_id: r.data.tags.get("provenance.experiment") for r
     return json.loads(server_python(team, team.project, code))
 
 
-@pytest.fixture(scope="module")
+# Session scope: a module-scoped fixture is built again whenever the worker
+# runs a test of another module in between.
+@pytest.fixture(scope="session")
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     lacking = stack.missing()
     if lacking:
