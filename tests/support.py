@@ -11,30 +11,26 @@ from pathlib import Path
 from typing import Any
 
 import copier
+import yaml
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 PYENV_VERSIONS = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
 
-# The metrics each problem type offers as primary_metric (copier.yml) and the
-# evaluate stage writes to reports/metrics.json.
-METRICS = {
-    "binary_classification": [
-        "recall",
-        "precision",
-        "f1",
-        "roc_auc",
-        "average_precision",
-        "balanced_accuracy",
-    ],
-    "multiclass_classification": [
-        "f1_macro",
-        "balanced_accuracy",
-        "accuracy",
-        "recall_macro",
-        "precision_macro",
-    ],
-    "regression": ["rmse", "mae", "r2"],
+# The questions (copier.yml without its settings and computed values) and the
+# catalogue of facts they share: trackers, problem types and their metrics.
+COPIER_YML: dict[str, Any] = yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text())
+QUESTIONS: dict[str, dict[str, Any]] = {
+    name: spec
+    for name, spec in COPIER_YML.items()
+    if not name.startswith("_") and spec.get("when") is not False
 }
+CATALOGUE: dict[str, Any] = COPIER_YML["catalogue"]["default"]
+TRACKERS = list(CATALOGUE["trackers"])
+PROBLEM_TYPES = list(CATALOGUE["problem_types"])
+PYTHON_VERSIONS = list(QUESTIONS["python_version"]["choices"])
+# The metrics each problem type offers as primary_metric and the evaluate stage
+# writes to reports/metrics.json.
+METRICS = {kind: list(spec["metrics"]) for kind, spec in CATALOGUE["problem_types"].items()}
 
 # The smallest set of answers copier needs; everything else takes its default.
 REQUIRED_ANSWERS: dict[str, Any] = {"project_name": "Claims Fraud Detection"}

@@ -18,9 +18,8 @@ from pathlib import Path
 import images
 import jsonc
 import pytest
-from support import commit_all, git_init_commit, render, run, tool_env
+from support import PYTHON_VERSIONS, commit_all, git_init_commit, render, run, tool_env
 
-PYTHON_VERSIONS = ["3.10", "3.11", "3.12", "3.13"]
 REQUIRED_EXTENSIONS = {"ms-python.python", "charliermarsh.ruff", "iterative.dvc"}
 HADOLINT = Path(sys.executable).with_name("hadolint")
 

@@ -23,9 +23,17 @@ from typing import Any
 
 import pytest
 import yaml
-from support import METRICS, commit_all, free_port, git_init_commit, render, run, tool_env
+from support import (
+    METRICS,
+    PROBLEM_TYPES,
+    commit_all,
+    free_port,
+    git_init_commit,
+    render,
+    run,
+    tool_env,
+)
 
-PROBLEM_TYPES = ["binary_classification", "multiclass_classification", "regression"]
 STAGES = ["prepare", "featurize", "train", "evaluate"]
 # The metrics contract: every metric the problem type's policy can choose from.
 POLICY_METRICS = {problem_type: set(names) for problem_type, names in METRICS.items()}

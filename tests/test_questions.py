@@ -7,13 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import METRICS, TEMPLATE_ROOT, render
-
-QUESTIONS = {
-    name: spec
-    for name, spec in yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text()).items()
-    if not name.startswith("_")
-}
+from support import CATALOGUE, QUESTIONS, TEMPLATE_ROOT, render
 
 
 def answers_of(project: Path) -> dict:
@@ -197,8 +191,50 @@ def test_bad_answers_cover_every_validated_question() -> None:
     assert validated <= refused, f"no bad-answer case for {sorted(validated - refused)}"
 
 
-def test_primary_metric_choices_are_the_metrics_the_pipeline_writes() -> None:
-    """copier.yml's choices, the evaluate stage and the policy share one list."""
-    choices = QUESTIONS["primary_metric"]["choices"]
-    offered = [re.findall(r"\w+", block) for block in re.findall(r"\[([^\]]*)\]", choices)]
-    assert offered == list(METRICS.values())
+def test_the_catalogue_is_consistent() -> None:
+    """Each problem type's default metric is one it offers, with a threshold of its kind."""
+    for kind, spec in CATALOGUE["problem_types"].items():
+        assert spec["primary_metric"] in spec["metrics"], kind
+        for metric, rule in spec["metrics"].items():
+            assert rule["direction"] in {"maximize", "minimize"}, (kind, metric)
+            if rule["direction"] == "maximize":
+                assert 0 < rule["threshold"] <= 1, (kind, metric)
+            else:
+                assert rule["threshold"] > 0, (kind, metric)
+        assert spec["grid"], kind
+    assert set(CATALOGUE["trackers"]) >= {"mlflow", "none"}
+
+
+def test_readme_documents_every_question_and_choice() -> None:
+    """The README's question table lists copier.yml's questions, in order, with their choices."""
+    readme = (TEMPLATE_ROOT / "README.md").read_text()
+    table = readme.split("## Questions", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            names, rest = line[2:].split(" |", 1)
+            for name in re.findall(r"`(\w+)`", names):
+                rows[name] = rest
+    assert list(rows) == list(QUESTIONS)
+    static = {
+        name: list(
+            spec["choices"].values() if isinstance(spec["choices"], dict) else spec["choices"]
+        )
+        for name, spec in QUESTIONS.items()
+        if isinstance(spec.get("choices"), (dict, list))
+    }
+    offered = {
+        **static,
+        "problem_type": list(CATALOGUE["problem_types"]),
+        "experiment_tracker": list(CATALOGUE["trackers"]),
+        "primary_metric": [
+            m for kind in CATALOGUE["problem_types"].values() for m in kind["metrics"]
+        ],
+    }
+    for name, choices in offered.items():
+        row = rows[name]
+        if name == "python_version":
+            assert f"`{choices[0]}` to `{choices[-1]}`" in row, name
+            continue
+        missing = [choice for choice in choices if not re.search(rf"\b{re.escape(choice)}\b", row)]
+        assert not missing, f"README's row for {name} does not name {missing}"

@@ -12,11 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from support import commit_all, free_port, git_init_commit, render, run, tool_env
+from support import TRACKERS, commit_all, free_port, git_init_commit, render, run, tool_env
 
 pytestmark = pytest.mark.e2e
 
-TRACKERS = ["mlflow", "dvclive", "comet", "wandb", "neptune", "none"]
 
 # Each script runs with the generated project's own environment and prints
 # every run the tracker's own store holds: its id and what the store says of it
