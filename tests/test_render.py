@@ -275,15 +275,22 @@ def test_pinned_tool_versions_agree(default_project: Path) -> None:
     assert ruff_pin in template_repo["dependency-groups"]["dev"]
 
 
-def test_pre_commit_hooks_all_install_from_pypi(default_project: Path) -> None:
+def test_pre_commit_hooks_install_from_pypi_or_the_lock(default_project: Path) -> None:
     hooks = yaml.safe_load((default_project / ".pre-commit-config.yaml").read_text())
     for repo in hooks["repos"]:
         assert repo["repo"] == "local"
         for hook in repo["hooks"]:
+            if hook["id"] == "ty":  # needs the project's dependencies: runs in its environment
+                assert hook["language"] == "system"
+                assert hook["entry"] == "uv run --locked ty check"
+                continue
             assert hook["language"] == "python", hook["id"]
             assert all("==" in dep for dep in hook["additional_dependencies"]), hook["id"]
+    pyproject = tomllib.loads((default_project / "pyproject.toml").read_text())
+    assert any(dep.startswith("ty==") for dep in pyproject["dependency-groups"]["dev"])
     ids = {hook["id"] for repo in hooks["repos"] for hook in repo["hooks"]}
     assert {
+        "ty",
         "ruff-check",
         "ruff-format",
         "check-yaml",
