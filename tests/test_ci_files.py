@@ -3,12 +3,17 @@
 Each file is validated against its provider's schema (check-jsonschema's
 built-in copies, no network), must run the same steps (pre-commit, tests, the
 pipeline, the metrics policy gate, `make verify`) and may only call `make`
-targets that exist, and do something, in the generated Makefile.
+targets that exist, and do something, in the generated Makefile. The GitHub
+workflows pass zizmor's audit, pin each action by commit at its current major
+version, and keep no token in .git/config; Dependabot (GitHub) or Renovate
+(GitLab, Bitbucket) keeps those pins, the images and uv.lock current.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,8 +25,21 @@ import yaml
 from support import render, run
 
 CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
+ZIZMOR = Path(sys.executable).with_name("zizmor")
 UPDATE_WORKFLOW = ".github/workflows/template-update.yml"
 GRID_WORKFLOW = ".github/workflows/experiment-grid.yml"
+DEPENDABOT = ".github/dependabot.yml"
+RENOVATE = "renovate.json"
+# Every action the workflows use, and the major version it is pinned at (by
+# commit, with the full version in a comment): bump both here and in the files.
+ACTION_MAJORS = {
+    "actions/checkout": 7,
+    "actions/cache": 5,
+    "astral-sh/setup-uv": 10,
+    "peter-evans/create-pull-request": 8,
+}
+# Renovate's manager for each provider's CI file.
+RENOVATE_CI_MANAGERS = {"gitlab": "gitlabci", "bitbucket": "bitbucket-pipelines"}
 CI_FILES = {
     "github": ".github/workflows/ci.yml",
     "gitlab": ".gitlab-ci.yml",
@@ -66,6 +84,24 @@ def validate(provider: str, path: Path, schema: str | None = None) -> None:
     schema = schema or SCHEMAS[provider]
     result = run([CHECK_JSONSCHEMA, "--builtin-schema", schema, path], path.parent, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def workflows(project: Path) -> dict[str, dict[str, Any]]:
+    """Each GitHub workflow of a project, parsed, by its path in the project."""
+    found = sorted((project / ".github" / "workflows").glob("*.y*ml"))
+    assert found, "no workflow"
+    return {str(path.relative_to(project)): yaml.safe_load(path.read_text()) for path in found}
+
+
+def steps(workflow: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for job in workflow["jobs"].values():
+        yield from job["steps"]
+
+
+def zizmor(path: Path) -> tuple[int, list[dict[str, Any]], str]:
+    """zizmor's exit code, findings and log for ``path``, offline, regular persona."""
+    result = run([ZIZMOR, "--offline", "--format=json", path.name], path.parent, check=False)
+    return result.returncode, json.loads(result.stdout or "[]"), result.stderr
 
 
 def jobs(provider: str, config: dict[str, Any]) -> dict[str, list[str]]:
@@ -260,21 +296,125 @@ def test_actions_and_images_are_pinned_and_agree_on_uv_and_python(
     assert len(uv_versions) == 1, f"uv versions disagree: {uv_versions}"
 
 
-def test_github_actions_are_pinned_by_commit_with_their_version_alongside(
+def test_github_actions_are_pinned_by_commit_at_their_current_major(
     rendered: Callable[..., Path],
 ) -> None:
     project = rendered(ci_provider="github")
     pins: dict[str, set[str]] = {}
-    for path in (CI_FILES["github"], UPDATE_WORKFLOW):
+    for path in workflows(project):
         lines = [line for line in (project / path).read_text().splitlines() if "uses:" in line]
         assert lines, f"{path} uses no action"
         for line in lines:
             pin = re.fullmatch(
-                r"\s*(?:- )?uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # v\d+\.\d+\.\d+", line
+                r"\s*(?:- )?uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # v(\d+)\.\d+\.\d+", line
             )
             assert pin, f"{path}: {line.strip()} is not pinned to a commit with its version"
-            pins.setdefault(pin.group(1), set()).add(line.split("@", 1)[1])
-    assert all(len(versions) == 1 for versions in pins.values()), f"the two disagree: {pins}"
+            action, major = pin.group(1), int(pin.group(3))
+            assert action in ACTION_MAJORS, f"{path}: {action} is not in ACTION_MAJORS"
+            assert major == ACTION_MAJORS[action], f"{path}: {action} is at v{major}"
+            pins.setdefault(action, set()).add(line.split("@", 1)[1])
+    assert all(len(versions) == 1 for versions in pins.values()), f"the files disagree: {pins}"
+    assert set(pins) == set(ACTION_MAJORS), "ACTION_MAJORS lists an action no workflow uses"
+
+
+@pytest.mark.parametrize("remote", ["local", "s3"])
+def test_no_checkout_leaves_its_token_in_git_config(
+    rendered: Callable[..., Path], remote: str
+) -> None:
+    """zizmor's artipacked: later steps (and copier update --trust) must not find a token."""
+    project = rendered(ci_provider="github", **remote_answers(remote))
+    for path, workflow in workflows(project).items():
+        checkouts = [s for s in steps(workflow) if "actions/checkout@" in s.get("uses", "")]
+        assert checkouts, f"{path} checks nothing out"
+        for step in checkouts:
+            assert step["with"]["persist-credentials"] is False, path
+    # What still pushes gets its own token: create-pull-request from its input,
+    # the grid's push step from its environment (and only that step).
+    update = workflows(project)[UPDATE_WORKFLOW]
+    (propose,) = [s for s in steps(update) if "create-pull-request" in s.get("uses", "")]
+    assert "github.token" in propose["with"]["token"]
+    grid = workflows(project)[GRID_WORKFLOW]
+    with_token = [s for s in steps(grid) if "github.token" in str(s)]
+    assert [s["name"] for s in with_token] == ["Run and push the experiment"]
+    (push,) = with_token
+    assert push["env"] == {"PUSH_TOKEN": "${{ github.token }}"}
+    assert 'GIT_REMOTE="https://x-access-token:${PUSH_TOKEN}@' in push["run"]
+    assert "github.token" not in str(grid["jobs"]["experiment"].get("env"))
+
+
+@pytest.mark.parametrize("answers", [{}, {"use_docker": False}], ids=["default", "no-docker"])
+def test_zizmor_finds_nothing_in_the_github_folder(
+    rendered: Callable[..., Path], answers: dict[str, Any]
+) -> None:
+    github = rendered(ci_provider="github", **answers) / ".github"
+    assert not (github / "zizmor.yml").exists(), "no finding is configured away"
+    code, findings, log = zizmor(github)
+    assert findings == [], json.dumps(findings, indent=2)
+    assert code == 0, log
+    assert "completed .github/dependabot.yml" in log  # the Dependabot config is audited too
+
+
+def test_zizmor_reports_a_checkout_that_keeps_its_token(
+    rendered: Callable[..., Path], tmp_path: Path
+) -> None:
+    github = tmp_path / ".github"
+    shutil.copytree(rendered(ci_provider="github") / ".github", github)
+    ci = github / "workflows" / "ci.yml"
+    text = ci.read_text()
+    ci.write_text(re.sub(r"\n\s*persist-credentials: false[^\n]*", "", text, count=1))
+    code, findings, _ = zizmor(github)
+    assert code != 0
+    assert [finding["ident"] for finding in findings] == ["artipacked"]
+
+
+# ---------------------------------------------------------------- dependency updates
+
+
+@pytest.mark.parametrize("provider", ["github", "gitlab", "bitbucket", "none"])
+@pytest.mark.parametrize(
+    ("use_docker", "use_devcontainer"), [(True, True), (True, False), (False, False)]
+)
+def test_dependency_updates_are_configured_for_the_provider(
+    rendered: Callable[..., Path], provider: str, use_docker: bool, use_devcontainer: bool
+) -> None:
+    project = rendered(
+        ci_provider=provider, use_docker=use_docker, use_devcontainer=use_devcontainer
+    )
+    assert (project / DEPENDABOT).is_file() is (provider == "github")
+    assert (project / RENOVATE).is_file() is (provider in RENOVATE_CI_MANAGERS)
+    if provider == "github":
+        validate(provider, project / DEPENDABOT, "vendor.dependabot")
+        updates = yaml.safe_load((project / DEPENDABOT).read_text())["updates"]
+        ecosystems = [update["package-ecosystem"] for update in updates]
+        expected = ["github-actions", "uv"]
+        expected += ["docker"] * use_docker + ["devcontainers"] * use_devcontainer
+        assert ecosystems == expected
+        for update in updates:
+            name = update["package-ecosystem"]
+            assert update["directory"] == "/", name
+            assert update["schedule"]["interval"] == "weekly", name
+            assert update["cooldown"]["default-days"] >= 7, name
+            assert update["groups"], f"{name}: one pull request per update is too many"
+    elif provider in RENOVATE_CI_MANAGERS:
+        validate(provider, project / RENOVATE, "vendor.renovate")
+        config = json.loads((project / RENOVATE).read_text())
+        managers = {RENOVATE_CI_MANAGERS[provider], "pep621", "pre-commit"}
+        managers |= {"dockerfile"} if use_docker else set()
+        assert set(config["enabledManagers"]) == managers
+        assert config["pre-commit"]["enabled"] is True  # off by default in Renovate
+        assert "schedule:weekly" in config["extends"]
+        assert config["lockFileMaintenance"]["enabled"] is True  # uv.lock as a whole
+        assert config["minimumReleaseAge"] == "7 days"
+        groups = {rule.get("groupName") for rule in config["packageRules"]}
+        assert {"Python packages", "uv", "ruff"} <= groups
+        # The image Renovate groups is the one the CI file (and the Dockerfile) names.
+        (uv_rule,) = [r for r in config["packageRules"] if r.get("groupName") == "uv"]
+        (uv_image,) = uv_rule["matchPackageNames"]
+        assert f"image: {uv_image}:" in (project / CI_FILES[provider]).read_text()
+        if use_docker:
+            assert f"ARG UV_IMAGE={uv_image}:" in (project / "Dockerfile").read_text()
+    else:
+        assert not list(project.glob("renovate.json*"))
 
 
 @pytest.mark.parametrize("provider", list(CI_FILES))

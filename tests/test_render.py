@@ -124,9 +124,10 @@ CI_FILES = {
         ".github/workflows/ci.yml",
         ".github/workflows/experiment-grid.yml",
         ".github/workflows/template-update.yml",
+        ".github/dependabot.yml",
     },
-    "gitlab": {".gitlab-ci.yml"},
-    "bitbucket": {"bitbucket-pipelines.yml"},
+    "gitlab": {".gitlab-ci.yml", "renovate.json"},
+    "bitbucket": {"bitbucket-pipelines.yml", "renovate.json"},
     "none": set(),
 }
 

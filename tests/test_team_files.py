@@ -156,7 +156,7 @@ def test_grid_workflows_validate_and_run_make_share_experiment(grid_projects) ->
     validate(gitlab / ".gitlab-ci.yml", "vendor.gitlab-ci")
     workflow = yaml.safe_load((github / GRID_WORKFLOW).read_text())
     steps = workflow["jobs"]["experiment"]["steps"]
-    assert steps[-1]["run"] == 'make share-experiment SET="$SET"'
+    assert steps[-1]["run"].startswith('make share-experiment SET="$SET" GIT_REMOTE=')
     assert workflow["jobs"]["experiment"]["env"]["SET"] == "${{ matrix.set }}"
     assert workflow["jobs"]["experiment"]["strategy"]["fail-fast"] is False
     config = yaml.safe_load((gitlab / ".gitlab-ci.yml").read_text())
