@@ -406,7 +406,7 @@ def test_dependency_updates_are_configured_for_the_provider(
         assert config["lockFileMaintenance"]["enabled"] is True  # uv.lock as a whole
         assert config["minimumReleaseAge"] == "7 days"
         groups = {rule.get("groupName") for rule in config["packageRules"]}
-        assert {"Python packages", "uv", "ruff"} <= groups
+        assert {"Python packages", "pre-commit hooks", "uv"} <= groups
         # The image Renovate groups is the one the CI file (and the Dockerfile) names.
         (uv_rule,) = [r for r in config["packageRules"] if r.get("groupName") == "uv"]
         (uv_image,) = uv_rule["matchPackageNames"]

@@ -259,41 +259,30 @@ def test_only_the_chosen_tracker_is_a_dependency(project: Path) -> None:
     assert names & trackers == ({chosen} if chosen else set())
 
 
-def test_pinned_tool_versions_agree(default_project: Path) -> None:
-    """The ruff that pre-commit runs is the ruff that `make lint` runs."""
+PROJECT_TOOL_HOOKS = {"ruff-check": "ruff", "ruff-format": "ruff", "ty": "ty", "zizmor": "zizmor"}
+
+
+def test_pre_commit_runs_the_locked_tools_and_pinned_hooks(default_project: Path) -> None:
+    """The project's tools run from uv.lock (one pin each); the other hooks install from PyPI."""
+    hooks = yaml.safe_load((default_project / ".pre-commit-config.yaml").read_text())
     pyproject = tomllib.loads((default_project / "pyproject.toml").read_text())
-    ruff_pin = next(d for d in pyproject["dependency-groups"]["dev"] if d.startswith("ruff=="))
-    hooks = yaml.safe_load((default_project / ".pre-commit-config.yaml").read_text())
-    pins = {
-        dep
-        for repo in hooks["repos"]
-        for hook in repo["hooks"]
-        for dep in hook.get("additional_dependencies", [])
-        if dep.startswith("ruff")
-    }
-    assert pins == {ruff_pin}
-    template_repo = tomllib.loads((TEMPLATE_ROOT / "pyproject.toml").read_text())
-    assert ruff_pin in template_repo["dependency-groups"]["dev"]
-
-
-def test_pre_commit_hooks_install_from_pypi_or_the_lock(default_project: Path) -> None:
-    hooks = yaml.safe_load((default_project / ".pre-commit-config.yaml").read_text())
+    dev = pyproject["dependency-groups"]["dev"]
+    ids = set()
     for repo in hooks["repos"]:
         assert repo["repo"] == "local"
         for hook in repo["hooks"]:
-            if hook["id"] == "ty":  # needs the project's dependencies: runs in its environment
-                assert hook["language"] == "system"
-                assert hook["entry"] == "uv run --locked ty check"
+            ids.add(hook["id"])
+            if hook["id"] in PROJECT_TOOL_HOOKS:
+                tool = PROJECT_TOOL_HOOKS[hook["id"]]
+                assert hook["language"] == "system", hook["id"]
+                assert hook["entry"].startswith(f"uv run --locked {tool} "), hook["id"]
+                assert "additional_dependencies" not in hook, hook["id"]
+                assert any(dep.startswith(f"{tool}==") for dep in dev), tool
                 continue
             assert hook["language"] == "python", hook["id"]
             assert all("==" in dep for dep in hook["additional_dependencies"]), hook["id"]
-    pyproject = tomllib.loads((default_project / "pyproject.toml").read_text())
-    assert any(dep.startswith("ty==") for dep in pyproject["dependency-groups"]["dev"])
-    ids = {hook["id"] for repo in hooks["repos"] for hook in repo["hooks"]}
     assert {
-        "ty",
-        "ruff-check",
-        "ruff-format",
+        *PROJECT_TOOL_HOOKS,
         "check-yaml",
         "check-toml",
         "end-of-file-fixer",
@@ -303,6 +292,9 @@ def test_pre_commit_hooks_install_from_pypi_or_the_lock(default_project: Path) -
         "check-merge-conflict",
         "nbstripout",
     } <= ids
+    template_repo = tomllib.loads((TEMPLATE_ROOT / "pyproject.toml").read_text())
+    ruff_pin = next(dep for dep in dev if dep.startswith("ruff=="))
+    assert ruff_pin in template_repo["dependency-groups"]["dev"]
 
 
 def test_gitignore_leaves_data_to_dvc(default_project: Path) -> None:
