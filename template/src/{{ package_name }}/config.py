@@ -1,8 +1,15 @@
-"""Where things live, and the parameters each pipeline stage reads.
+"""Where things live, and the loader of ``params.yaml``.
 
-Every stage reads only its own section of ``params.yaml`` through
-:func:`load_params`, so DVC knows exactly which parameters a stage depends on
-and reruns it only when one of them changes.
+The files the stages hand to one another are named here, once: each stage
+imports the paths it reads and writes, and ``dvc.yaml`` declares the same
+ones as its deps and outs.
+
+Every stage loads the whole of ``params.yaml`` with :func:`load_params` and
+reads from it only the keys its entry in ``dvc.yaml`` declares under
+``params:``: DVC reruns a stage when one of those keys changes, and only then,
+so a key a stage reads but does not declare would go stale without notice.
+(The evaluate stage also hands the whole file to the tracker, so every run
+logs every parameter.)
 """
 
 from __future__ import annotations
@@ -32,13 +39,18 @@ PROJECT_ROOT = find_project_root()
 PARAMS_FILE = PROJECT_ROOT / PARAMS_FILENAME
 DATA_DIR = PROJECT_ROOT / "data"
 RAW_DATA_DIR = DATA_DIR / "raw"
-PROCESSED_DATA_DIR = DATA_DIR / "processed"
+INTERIM_DATA_DIR = DATA_DIR / "interim"  # the splits, as prepare writes them
+PROCESSED_DATA_DIR = DATA_DIR / "processed"  # the splits, featurized
 MODELS_DIR = PROJECT_ROOT / "models"
+PREPROCESSOR_FILE = MODELS_DIR / "preprocessor.joblib"
+MODEL_FILE = MODELS_DIR / "model.joblib"
 REPORTS_DIR = PROJECT_ROOT / "reports"
+METRICS_FILE = REPORTS_DIR / "metrics.json"
+PLOTS_DIR = REPORTS_DIR / "plots"
 
 
 def load_params(section: str | None = None, path: Path | None = None) -> dict[str, Any]:
-    """Load ``params.yaml``, or one top-level section of it.
+    """Load ``params.yaml`` (the stages take the whole file), or one top-level section of it.
 
     Raises:
         FileNotFoundError: the parameters file does not exist.

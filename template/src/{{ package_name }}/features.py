@@ -16,10 +16,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from .config import MODELS_DIR, PROCESSED_DATA_DIR, load_params
-from .data import INTERIM_DATA_DIR, SPLITS, Schema, read_csv, resolve_schema, write_csv
-
-PREPROCESSOR_FILE = MODELS_DIR / "preprocessor.joblib"
+from .config import INTERIM_DATA_DIR, PREPROCESSOR_FILE, PROCESSED_DATA_DIR, load_params
+from .data import SPLITS, Schema, read_csv, resolve_schema, write_csv
 
 
 def build_preprocessor(schema: Schema, params: dict[str, Any]) -> ColumnTransformer:

@@ -27,11 +27,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .config import PROJECT_ROOT, REPORTS_DIR
+from .config import METRICS_FILE, PROJECT_ROOT
 
 POLICY_FILE = PROJECT_ROOT / "metrics_policy.yaml"
 SCHEMA_FILE = PROJECT_ROOT / "metrics_policy.schema.json"
-METRICS_FILE = REPORTS_DIR / "metrics.json"
 
 # The gate judges the test split, on which nothing was chosen; experiments are
 # compared on the validation split (see metrics_policy.yaml's evaluation).
@@ -98,12 +97,12 @@ def load_policy(path: Path = POLICY_FILE, schema_path: Path = SCHEMA_FILE) -> di
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError:
         raise PolicyError(f"{_display(schema_path)} is not a valid JSON Schema") from None
-    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(policy))
-    if errors:
-        error = min(errors, key=lambda error: _position(policy, error))
-        where = ".".join(str(part) for part in error.absolute_path) or "top level"
-        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise PolicyError(f"{_display(path)}: {where}: {error.message}{more}")
+    problems = list(jsonschema.Draft202012Validator(schema).iter_errors(policy))
+    if problems:
+        first = min(problems, key=lambda problem: _position(policy, problem))
+        where = ".".join(str(part) for part in first.absolute_path) or "top level"
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise PolicyError(f"{_display(path)}: {where}: {first.message}{more}")
     guardrails = [guardrail["name"] for guardrail in policy["guardrails"]]
     if policy["primary_metric"]["name"] in guardrails:
         raise PolicyError(f"{_display(path)}: a guardrail repeats the primary metric")

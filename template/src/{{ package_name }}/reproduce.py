@@ -32,10 +32,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,7 @@ def _run(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None) -
 
 
 @contextmanager
-def worktree(root: Path, commit: str, keep: bool) -> Iterator[Path]:
+def worktree(root: Path, commit: str, keep: bool) -> Generator[Path]:
     """Check ``commit`` out in a temporary worktree, removed afterwards unless ``keep``."""
     folder = Path(tempfile.mkdtemp(prefix=f"reproduce-{commit[:12]}-"))
     checkout = folder / root.name
@@ -495,7 +495,7 @@ def reproduce(
     print(format_table(rows))
     differing = [row.what for row in rows if not row.same]
     result = {
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),  # UTC
         "result": "differs" if differing else "same",
         "differs": differing,
         "where": where,
