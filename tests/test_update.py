@@ -95,7 +95,7 @@ def template_clone(dst: Path) -> Path:
     git(dst, "init", "--quiet", "--initial-branch=main")
     # v0.1.0 pinned an older nbstripout; v0.2.0 bumps it to today's pin.
     sub(
-        dst / "template" / ".pre-commit-config.yaml",
+        dst / "template" / ".pre-commit-config.yaml.jinja",
         r'"nbstripout==[\d.]+"',
         '"nbstripout==0.8.0"',
     )
@@ -139,7 +139,7 @@ def improve_template(template: Path) -> None:
         ".DEFAULT_GOAL := help\nMAKEFLAGS += --no-print-directory\n",
     )
     sub(
-        tpl / ".pre-commit-config.yaml",
+        tpl / ".pre-commit-config.yaml.jinja",
         r'"nbstripout==0\.8\.0"',
         f'"nbstripout=={nbstripout_pin()}"',
     )
@@ -166,7 +166,7 @@ def improve_template(template: Path) -> None:
 
 
 def nbstripout_pin() -> str:
-    config = (TEMPLATE_ROOT / "template" / ".pre-commit-config.yaml").read_text()
+    config = (TEMPLATE_ROOT / "template" / ".pre-commit-config.yaml.jinja").read_text()
     return re.search(r'"nbstripout==([\d.]+)"', config).group(1)
 
 
