@@ -164,6 +164,14 @@ BAD_ANSWERS = [
     ({"ci_provider": "jenkins"}, "ci_provider", "jenkins"),
     ({"random_seed": -1}, "random_seed", "between 0 and 4294967295"),
     ({"random_seed": 2**32}, "random_seed", "between 0 and 4294967295"),
+    # Answers that copier's cast to the question's type would silently change.
+    ({"random_seed": 1.5}, "random_seed", "whole number"),
+    ({"random_seed": True}, "random_seed", "whole number"),
+    ({"use_docker": "maybe"}, "use_docker", "true or false"),
+    ({"use_docker": 2}, "use_docker", "true or false"),
+    ({"use_docker": ""}, "use_docker", "true or false"),
+    ({"use_devcontainer": "maybe"}, "use_devcontainer", "true or false"),
+    ({"include_example": "sometimes"}, "include_example", "true or false"),
 ]
 
 
@@ -181,6 +189,28 @@ def test_bad_answers_are_refused_naming_the_question(
     assert message in str(refused.value)
     assert not destination.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_seed_that_is_not_a_number_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    # Copier casts with int() before any validator runs, so its own message
+    # ("invalid literal for int()") is the one users see: no validator can name
+    # the question. This guards that the answer is refused all the same.
+    destination = tmp_path / "project"
+    with pytest.raises(ValueError, match="'abc'"):
+        render(destination, random_seed="abc")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("given", "recorded"), [("no", False), ("YES", True), ("off", False), (1, True)]
+)
+def test_bool_questions_take_the_usual_spellings_of_true_and_false(
+    render_project, given: str | int, recorded: bool
+) -> None:
+    answers = answers_of(render_project(include_example=given, use_devcontainer=given))
+    assert (answers["include_example"], answers["use_devcontainer"]) == (recorded, recorded)
 
 
 def test_bad_answers_cover_every_validated_question() -> None:
