@@ -15,8 +15,10 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -493,17 +495,34 @@ def test_make_check_update_names_the_new_version(tmp_path: Path) -> None:
     assert "latest version is 0.2.0" in result.stdout
 
 
-@pytest.mark.e2e
-def test_make_update_template_updates_and_names_the_conflicting_files(tmp_path: Path) -> None:
-    project = project_behind_its_template(tmp_path)
-    # The user changed the very line v0.2.0 adds a line after: a real conflict.
+def conflict_with_0_2_0(project: Path) -> None:
+    """The user changes the very line v0.2.0 adds a line after: a real conflict."""
     edit(project / "Makefile", ".DEFAULT_GOAL := help\n", ".DEFAULT_GOAL := check\n")
     commit_all(project, "make with no target runs the checks")
-    result = run(["make", "update-template"], project)
+
+
+@pytest.mark.e2e
+def test_make_update_template_fails_naming_the_conflicting_files(tmp_path: Path) -> None:
+    project = project_behind_its_template(tmp_path)
+    conflict_with_0_2_0(project)
+    result = run(["make", "update-template"], project, check=False)
+    assert result.returncode != 0
     assert answers(project)["_commit"] == "v0.2.0"
     assert conflict_markers((project / "Makefile").read_text())
     conflicts = "You and the template changed the same lines in these files:\nMakefile\n"
     assert conflicts in result.stderr
+
+
+@pytest.mark.e2e
+def test_github_update_step_proposes_an_update_that_left_conflicts(tmp_path: Path) -> None:
+    project = project_behind_its_template(tmp_path)
+    conflict_with_0_2_0(project)
+    (step,) = [s for s in workflow_steps(project) if s.get("name") == "Update from the template"]
+    github_env = tmp_path / "github-env"
+    env = tool_env({"GITHUB_ENV": str(github_env)})
+    result = run(["bash", "-eo", "pipefail", "-c", step["run"]], project, check=False, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert set(github_env.read_text().splitlines()) == {"CONFLICTS=yes", "VERSION=v0.2.0"}
 
 
 def test_makefile_pins_the_copier_the_template_is_tested_with(default_project: Path) -> None:
@@ -646,11 +665,15 @@ def test_scheduled_update_job_proposes_the_new_version(tmp_path: Path, provider:
     assert "nothing to propose" in current.stdout
     assert "template-update" not in git(remote, "branch", "--list")
 
+    conflict_with_0_2_0(project)
+    git(project, "push", "--quiet", "origin", "main")
     release_0_2_0(template)
     proposed = run_update_job(project, provider, remote)
     assert proposed.returncode == 0, proposed.stdout + proposed.stderr
     branch_answers = yaml.safe_load(git(remote, "show", "template-update:.copier-answers.yml"))
     assert branch_answers["_commit"] == "v0.2.0"
+    # Proposed with its conflict, for the user to resolve on the branch.
+    assert conflict_markers(git(remote, "show", "template-update:Makefile"))
     title = "Update from the project template (v0.2.0)"
     assert git(remote, "log", "-1", "--format=%s", "template-update").strip() == title
     assert git(remote, "rev-parse", "main") == git(project, "rev-parse", "main")
@@ -680,17 +703,27 @@ def latest_release() -> str:
     return max(headings, key=Version)
 
 
-@pytest.mark.e2e
-def test_a_project_from_the_released_0_1_0_updates_and_runs_the_new_lifecycle(
-    tmp_path: Path,
-) -> None:
+def next_patch(version: str) -> str:
+    major, minor, patch = version.split(".")
+    return f"{major}.{minor}.{int(patch) + 1}"
+
+
+def locked_versions(project: Path) -> dict[str, str]:
+    """Each package of ``uv.lock`` and the version it is pinned at."""
+    lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
+    return {package["name"]: package["version"] for package in lock["package"]}
+
+
+@pytest.fixture(scope="module")
+def used_since_0_1_0(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The real 0.1.0 (from this repository's history), used, then updated to today's template.
 
-    The user follows the upgrade notes of every release in between, and the
-    project's own tools then work: the pipeline, its tests, the new commands.
+    The user runs the pipeline, edits the project, updates, follows the upgrade
+    notes of every release in between, runs the pipeline again and commits.
     """
-    template = tmp_path / "template"
-    run(["git", "clone", "--quiet", "--no-local", TEMPLATE_ROOT, template], tmp_path)
+    root = tmp_path_factory.mktemp("since-0.1.0")
+    template = root / "template"
+    run(["git", "clone", "--quiet", "--no-local", TEMPLATE_ROOT, template], root)
     git(template, "tag", "v0.1.0", release_commit(template, "0.1.0"))
     # Today's template (the working tree, as this run tests it) as the newest release.
     git(template, "rm", "-r", "--quiet", ".")
@@ -700,7 +733,7 @@ def test_a_project_from_the_released_0_1_0_updates_and_runs_the_new_lifecycle(
     git(template, "commit", "--quiet", "--no-verify", "--allow-empty", "-m", f"Release {new}")
     git(template, "tag", f"v{new}")
 
-    project = generate(template, tmp_path / "claims-fraud-detection")
+    project = generate(template, root / "claims-fraud-detection")
     run(["make", "setup"], project)
     run(["make", "repro"], project)
     commit_all(project, "First run")
@@ -709,14 +742,14 @@ def test_a_project_from_the_released_0_1_0_updates_and_runs_the_new_lifecycle(
     commit_all(project, "Our changes")
 
     update(project)
-    assert answers(project)["_commit"] == f"v{new}"
-    for path in project.rglob("*"):
-        if path.is_file() and ".git" not in path.parts and ".venv" not in path.parts:
-            text = path.read_text(encoding="utf-8", errors="ignore")
-            assert not conflict_markers(text), f"conflict left in {path.relative_to(project)}"
-    assert "C: 0.7" in (project / "params.yaml").read_text()
-    assert "def claims_table_path" in (project / CONFIG_PY).read_text()
-    assert (project / "src" / PACKAGE / "reproduce.py").is_file()
+    conflicted = [
+        path.relative_to(project).as_posix()
+        for path in project.rglob("*")
+        if path.is_file()
+        and ".git" not in path.parts
+        and ".venv" not in path.parts
+        and conflict_markers(path.read_text(encoding="utf-8", errors="ignore"))
+    ]
 
     # The upgrade notes of 0.2.0 (and later), as a user follows them.
     if (project / "reports" / "fingerprint.json").exists():
@@ -735,7 +768,74 @@ def test_a_project_from_the_released_0_1_0_updates_and_runs_the_new_lifecycle(
     run(["make", "repro"], project)
     run(["make", "test"], project)
     commit_all(project, f"Update to template {new}")
+    return {"template": template, "project": project, "version": new, "conflicted": conflicted}
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("since-0.1.0")
+def test_a_project_from_the_released_0_1_0_updates_and_runs_the_new_lifecycle(
+    used_since_0_1_0: dict[str, Any],
+) -> None:
+    """The update merges cleanly, and the project's own tools then work (`make test` ran)."""
+    project = used_since_0_1_0["project"]
+    assert answers(project)["_commit"] == f"v{used_since_0_1_0['version']}"
+    assert used_since_0_1_0["conflicted"] == []
+    assert "C: 0.7" in (project / "params.yaml").read_text()
+    assert "def claims_table_path" in (project / CONFIG_PY).read_text()
+    assert (project / "src" / PACKAGE / "reproduce.py").is_file()
     listed = run(["make", "--silent", "experiments"], project).stdout
     assert "<- pick" in listed
     found = json.loads(run(["make", "--silent", "find-run", "REF=HEAD"], project).stdout)
     assert found["record"]["run_id"]
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("since-0.1.0")
+def test_verify_leaves_a_committed_run_as_it_was_so_the_next_update_can_run(
+    used_since_0_1_0: dict[str, Any],
+) -> None:
+    # copier update refuses a dirty work tree: nothing a run commits may change
+    # when the same run is repeated (no timestamps, no absolute paths).
+    project = used_since_0_1_0["project"]
+    run(["make", "verify"], project)
+    assert git(project, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("since-0.1.0")
+def test_update_template_relocks_and_a_tracker_switch_leaves_the_old_runs_out_of_git(
+    used_since_0_1_0: dict[str, Any], tmp_path: Path
+) -> None:
+    """A new release adds a dependency; the user takes it and switches MLflow for DVCLive."""
+    project = tmp_path / "project"
+    shutil.copytree(
+        used_since_0_1_0["project"], project, ignore=shutil.ignore_patterns(".venv"), symlinks=True
+    )
+    assert (project / "mlflow.db").is_file(), "the scenario needs MLflow runs on disk"
+    before = locked_versions(project)
+    template, version = used_since_0_1_0["template"], next_patch(used_since_0_1_0["version"])
+    edit(
+        template / "template" / "pyproject.toml.jinja",
+        "dependencies = [\n",
+        'dependencies = [\n    "tabulate>=0.9",\n',
+    )
+    release(template, f"v{version}", "A new dependency")
+
+    result = run(["make", "update-template", "ANSWERS=experiment_tracker=dvclive"], project)
+
+    assert answers(project)["_commit"] == f"v{version}"
+    assert answers(project)["experiment_tracker"] == "dvclive"
+    assert "Re-locking uv.lock" in result.stdout
+    run(["uv", "lock", "--check"], project)
+    after = locked_versions(project)
+    assert {"tabulate", "dvclive"} <= after.keys()
+    assert "mlflow" not in after
+    kept = before.keys() & after.keys()
+    assert {name: after[name] for name in kept} == {name: before[name] for name in kept}
+    # The old tracker's store stays on disk, and out of what `git add --all` takes.
+    assert (project / "mlflow.db").is_file()
+    status = git(project, "status", "--porcelain", "--untracked-files=all")
+    old_store = [
+        line for line in status.splitlines() if re.search(r"mlflow\.db|mlruns|mlartifacts", line)
+    ]
+    assert old_store == []
