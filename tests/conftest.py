@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import render
+from support import commit_all, git_init_commit, render, run
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -24,6 +24,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "tracked_project" in params:
             item.add_marker(pytest.mark.xdist_group(f"tracking-{params['tracked_project']}"))
+        if "ran_project" in params:
+            item.add_marker(pytest.mark.xdist_group(f"ran-{params['ran_project']}"))
     if config.getoption("--e2e"):
         return
     skip = pytest.mark.skip(reason="end-to-end test: run with --e2e")
@@ -66,3 +68,24 @@ def render_project(tmp_path: Path) -> Callable[..., Path]:
         return render(tmp_path / f"project-{next(counter)}", **answers)
 
     return _render
+
+
+@pytest.fixture(scope="session")
+def ran_project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default project of one problem type, set up, its pipeline run and committed.
+
+    Parametrize it indirectly with a problem type. Built once per worker and
+    shared by every test that only reads it: such a test may write ignored or
+    untracked scratch (``site/``, a plot folder), and puts back any tracked file
+    it changes, so ``git status`` stays clean for the next one.
+    """
+    problem_type = request.param
+    project = render(
+        tmp_path_factory.mktemp(problem_type) / "claims-fraud-detection",
+        problem_type=problem_type,
+    )
+    git_init_commit(project)
+    run(["make", "setup"], project)
+    run(["make", "repro"], project)
+    commit_all(project, "Run the pipeline")
+    return project

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import copier
+import pytest
 import yaml
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +32,10 @@ PYTHON_VERSIONS = list(QUESTIONS["python_version"]["choices"])
 # The metrics each problem type offers as primary_metric and the evaluate stage
 # writes to reports/metrics.json.
 METRICS = {kind: list(spec["metrics"]) for kind, spec in CATALOGUE["problem_types"].items()}
+
+# For an end-to-end test that reads the default project after its pipeline ran
+# (the session fixture ``ran_project`` of conftest.py, shared across modules).
+DEFAULT_RUN = pytest.mark.parametrize("ran_project", ["binary_classification"], indirect=True)
 
 # The smallest set of answers copier needs; everything else takes its default.
 REQUIRED_ANSWERS: dict[str, Any] = {"project_name": "Claims Fraud Detection"}

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from support import git_init_commit, render, run
+from support import DEFAULT_RUN, git_init_commit, render, run
 
 MINIMAL = {
     "experiment_tracker": "none",
@@ -253,30 +253,39 @@ def broken_site_links(site: Path) -> list[str]:
     return broken
 
 
-@pytest.fixture(scope="module", params=["default", "minimal"])
-def built_project(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """A project after `make setup` and a first `make docs`, as a user gets it."""
-    folder = tmp_path_factory.mktemp(request.param) / "project"
-    project = render(folder, **COMBINATIONS[request.param])
+@pytest.fixture(scope="module")
+def minimal_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The minimal project after `make setup` and a first `make docs` (no pipeline run)."""
+    project = render(tmp_path_factory.mktemp("minimal") / "project", **MINIMAL)
     git_init_commit(project)
     run(["make", "setup"], project)
     run(["make", "docs"], project)
     return project
 
 
-@pytest.mark.e2e
-def test_make_docs_builds_every_nav_page_with_no_broken_link(built_project: Path) -> None:
-    site = built_project / "site"
-    for page in nav_pages(mkdocs_config(built_project)["nav"]):
-        stem = page.removesuffix(".md")
-        folder = stem.removesuffix("index") if Path(stem).name == "index" else f"{stem}/"
-        assert (site / folder / "index.html").is_file(), f"{page} was not built"
-    assert broken_site_links(site) == []
+@pytest.fixture(scope="module")
+def built_project(ran_project: Path) -> Path:
+    """The default project, its pipeline run, after `make docs` (the site is ignored by git)."""
+    run(["make", "docs"], ran_project)
+    return ran_project
 
 
 @pytest.mark.e2e
+@DEFAULT_RUN
+def test_make_docs_builds_every_nav_page_with_no_broken_link(
+    built_project: Path, minimal_site: Path
+) -> None:
+    for project in (built_project, minimal_site):
+        site = project / "site"
+        for page in nav_pages(mkdocs_config(project)["nav"]):
+            stem = page.removesuffix(".md")
+            folder = stem.removesuffix("index") if Path(stem).name == "index" else f"{stem}/"
+            assert (site / folder / "index.html").is_file(), f"{page} was not built"
+        assert broken_site_links(site) == []
+
+
+@pytest.mark.e2e
+@DEFAULT_RUN
 def test_metrics_policy_page_is_generated_from_the_policy_file(built_project: Path) -> None:
     policy = yaml.safe_load((built_project / "metrics_policy.yaml").read_text(encoding="utf-8"))
     page = (built_project / "site" / "metrics-policy" / "index.html").read_text(encoding="utf-8")
@@ -298,6 +307,7 @@ def test_metrics_policy_page_is_generated_from_the_policy_file(built_project: Pa
 
 
 @pytest.mark.e2e
+@DEFAULT_RUN
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -337,6 +347,7 @@ def test_make_docs_fails_clearly_on_a_missing_or_malformed_policy(
 
 
 @pytest.mark.e2e
+@DEFAULT_RUN
 @pytest.mark.parametrize(
     "link", ["[gone](no-such-page.md)", "[gone](model-card.md#no-such-section)"]
 )
@@ -353,6 +364,7 @@ def test_make_docs_fails_on_a_broken_internal_link(built_project: Path, link: st
 
 
 @pytest.mark.e2e
+@DEFAULT_RUN
 def test_make_docs_fails_on_a_page_missing_from_the_nav(built_project: Path) -> None:
     record = built_project / "docs" / "decisions" / "0005-unlisted.md"
     record.write_text("# 0005 A record nobody added to the nav\n", encoding="utf-8")
@@ -365,6 +377,7 @@ def test_make_docs_fails_on_a_page_missing_from_the_nav(built_project: Path) -> 
 
 
 @pytest.mark.e2e
+@DEFAULT_RUN
 def test_the_model_card_says_when_no_version_was_promoted(built_project: Path) -> None:
     card = (built_project / "site" / "model-card" / "index.html").read_text(encoding="utf-8")
     assert "No version promoted yet." in card

@@ -1,9 +1,9 @@
 """The DVC pipeline of generated projects: what it declares, and that it reproduces.
 
 Fast tests read the rendered dvc.yaml, params.yaml and .dvc/config. End-to-end
-tests (``--e2e``) run the pipeline of real generated projects, re-run it, push
-and pull its outputs (to a local folder and to an S3 server on loopback), and
-restore it in a fresh clone.
+tests (``--e2e``) read the pipeline run of each problem type's project (the
+shared ``ran_project``), re-run it, push and pull its outputs (to a local
+folder and to an S3 server on loopback), and restore it in a fresh clone.
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ from typing import Any
 import pytest
 import yaml
 from support import (
+    DEFAULT_RUN,
     METRICS,
     PROBLEM_TYPES,
-    commit_all,
     free_port,
     git_init_commit,
-    render,
     run,
     tool_env,
 )
@@ -147,28 +146,15 @@ def test_dvc_keeps_credentials_and_cache_out_of_git(default_project: Path) -> No
 # ---------------------------------------------------------------- end to end: running it
 
 
-def setup_and_repro(project: Path) -> None:
-    git_init_commit(project)
-    run(["make", "setup"], project)
-    run(["make", "repro"], project)
-
-
-def lock_bytes(project: Path) -> bytes:
-    return (project / "dvc.lock").read_bytes()
-
-
 def metrics(project: Path) -> dict[str, float]:
     return json.loads((project / "reports" / "metrics.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("problem_type", PROBLEM_TYPES)
-def test_pipeline_runs_and_a_forced_rerun_is_bit_identical(
-    render_project: Callable[..., Path], problem_type: str
-) -> None:
-    project = render_project(problem_type=problem_type)
-    setup_and_repro(project)
-
+@pytest.mark.parametrize("ran_project", PROBLEM_TYPES, indirect=True)
+def test_pipeline_runs_and_a_forced_rerun_is_bit_identical(ran_project: Path) -> None:
+    project = ran_project
+    problem_type = read_yaml(project / ".copier-answers.yml")["problem_type"]
     by_split = metrics(project)
     assert set(by_split) == {"validation", "test"}
     for scores in by_split.values():
@@ -182,54 +168,56 @@ def test_pipeline_runs_and_a_forced_rerun_is_bit_identical(
         out["md5"] for out in read_yaml(project / "dvc.lock")["stages"]["train"]["outs"]
     )
 
-    recorded = lock_bytes(project)
     verify = run(["make", "verify"], project)  # dvc repro --force, then compare
     assert "match dvc.lock bit for bit" in verify.stdout
-    assert lock_bytes(project) == recorded
+    assert run(["git", "status", "--porcelain"], project).stdout == ""
 
     noop = run(["uv", "run", "--locked", "dvc", "repro"], project)
     assert "Running stage" not in noop.stdout
     shown = json.loads(run(["uv", "run", "dvc", "metrics", "show", "--json"], project).stdout)
     assert shown  # DVC reads the metrics file it declared
-    run(["uv", "run", "dvc", "plots", "show", "--out", "plots-html"], project)
-    assert (project / "plots-html" / "index.html").is_file()
+    plots = project / "dvc_plots"  # ignored by git
+    run(["uv", "run", "dvc", "plots", "show", "--out", plots], project)
+    assert (plots / "index.html").is_file()
 
 
 @pytest.mark.e2e
-def test_verify_names_an_output_that_does_not_reproduce(
-    render_project: Callable[..., Path],
-) -> None:
-    project = render_project()
-    setup_and_repro(project)
+@DEFAULT_RUN
+def test_verify_names_an_output_that_does_not_reproduce(ran_project: Path) -> None:
+    project = ran_project
     lock = read_yaml(project / "dvc.lock")
     # Pretend the recorded model came from a run that cannot be reproduced.
     lock["stages"]["train"]["outs"][0]["md5"] = "0" * 32
     (project / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False), encoding="utf-8")
-
-    result = run(["make", "verify"], project, check=False)
+    try:
+        result = run(["make", "verify"], project, check=False)
+    finally:
+        run(["git", "checkout", "--", "dvc.lock"], project)
     assert result.returncode != 0
     assert "DIFFERS models/model.joblib (stage train)" in result.stdout
     assert "1 output(s) differ from dvc.lock: models/model.joblib" in result.stderr
 
 
 @pytest.mark.e2e
-def test_experiments_params_and_metrics_diff_work(render_project: Callable[..., Path]) -> None:
-    project = render_project()
-    setup_and_repro(project)
-    commit_all(project, "Run the pipeline")
-
-    run(
-        ["uv", "run", "dvc", "exp", "run", "-S", "train.estimator=hist_gradient_boosting"],
-        project,
-    )
-    params = json.loads(run(["uv", "run", "dvc", "params", "diff", "--json"], project).stdout)
-    changed = params["params.yaml"]["train.estimator"]
+@DEFAULT_RUN
+def test_an_experiment_shows_its_params_and_metrics_diff(ran_project: Path) -> None:
+    project = ran_project
+    name = "hgb-diff"
+    experiment = ["uv", "run", "--locked", "dvc", "exp", "run", "--temp", "--name", name]
+    run([*experiment, "-S", "train.estimator=hist_gradient_boosting"], project)
+    try:
+        diff = json.loads(
+            run(["uv", "run", "dvc", "exp", "diff", "HEAD", name, "--json"], project).stdout
+        )
+    finally:
+        run(["uv", "run", "dvc", "exp", "remove", name], project)
+    changed = diff["params"]["params.yaml"]["train.estimator"]
     assert changed == {"old": "logistic_regression", "new": "hist_gradient_boosting"}
-    diff = json.loads(run(["uv", "run", "dvc", "metrics", "diff", "--json"], project).stdout)
-    changed = diff["reports/metrics.json"].keys()
+    changed = diff["metrics"]["reports/metrics.json"].keys()
     # Validation recall is held at evaluate.min_recall by the threshold, so it may not move.
     assert "test.recall" in changed
     assert "validation.precision" in changed
+    assert run(["git", "status", "--porcelain"], project).stdout == ""
 
 
 @pytest.mark.e2e
@@ -270,16 +258,16 @@ def write_user_data(path: Path, problem_type: str, rows: int = 600) -> None:
 
 
 @pytest.mark.e2e
-def test_fresh_clone_restores_data_and_models_from_the_local_remote(tmp_path: Path) -> None:
-    project = render(tmp_path / "claims-fraud-detection")
-    setup_and_repro(project)
+@DEFAULT_RUN
+def test_fresh_clone_restores_data_and_models_from_the_local_remote(ran_project: Path) -> None:
+    project = ran_project
     run(["uv", "run", "--locked", "dvc", "push"], project)
-    assert (tmp_path / "claims-fraud-detection-dvc-storage" / "files" / "md5").is_dir()
-    commit_all(project, "Run the pipeline")
+    storage = project.parent / "claims-fraud-detection-dvc-storage"
+    assert (storage / "files" / "md5").is_dir()
 
     # A sibling clone: the default remote (../<slug>-dvc-storage) resolves to the same folder.
-    clone = tmp_path / "clone"
-    run(["git", "clone", "--quiet", str(project), str(clone)], tmp_path)
+    clone = project.parent / "clone"
+    run(["git", "clone", "--quiet", str(project), str(clone)], project.parent)
     run(["make", "setup"], clone)
     run(["uv", "run", "--locked", "dvc", "pull"], clone)
     for output in ("data/raw/claims.csv", "models/model.joblib", "models/preprocessor.joblib"):
