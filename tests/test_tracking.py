@@ -239,6 +239,29 @@ def test_only_the_chosen_tracker_is_installed(tracked_project) -> None:
         assert module in names
 
 
+def test_doctor_passes_a_clean_project_and_names_a_committed_env_file(tracked_project) -> None:
+    _, project = tracked_project
+    doctor = ["uv", "run", "--locked", "python", "-m", "claims_fraud_detection.doctor"]
+    if run(["git", "status", "--porcelain"], project).stdout.strip():
+        commit_all(project, "Run the pipeline")
+    clean = run(doctor, project, check=False)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "FAIL" not in clean.stdout
+    env = project / ".env"
+    env.write_text("SECRET=1\n", encoding="utf-8")
+    run(["git", "add", "--force", ".env"], project)
+    run(["git", "commit", "--quiet", "--no-verify", "-m", "Commit a secret"], project)
+    try:
+        broken = run(doctor, project, check=False)
+    finally:  # the project is shared: leave it as it was
+        run(["git", "reset", "--quiet", "--soft", "HEAD~1"], project)
+        run(["git", "rm", "--quiet", "--cached", ".env"], project)
+        env.unlink()
+    assert broken.returncode == 1
+    (line,) = [text for text in broken.stdout.splitlines() if text.startswith("FAIL")]
+    assert ".env is committed" in line
+
+
 @pytest.mark.parametrize("tracked_project", ["dvclive"], indirect=True)
 def test_dvclive_runs_show_up_in_dvc_exp_show(tracked_project) -> None:
     _, project = tracked_project
