@@ -417,7 +417,7 @@ def predictions_chart(series: Sequence[Results]) -> str | None:
         axes.plot([low, high], [low, high], color=_INK, alpha=0.5, linewidth=1, linestyle=":")
         axes.set(xlabel="actual", ylabel="predicted")
         if len(drawn) > 1:
-            axes.legend(loc="upper left")
+            axes.legend(loc="upper left", markerscale=2.5)
 
     return _draw("predictions", draw)
 
