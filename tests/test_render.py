@@ -102,12 +102,14 @@ CORE_FILES = {
         for name in (
             "config",
             "data",
+            "doctor",
             "evaluate",
             "experiments",
             "features",
             "imports",
             "policy",
             "promote",
+            "report",
             "reproduce",
             "reproducibility",
             "runs",
@@ -118,7 +120,7 @@ CORE_FILES = {
     "tests/conftest.py",
 }
 MODULES = {"__init__", "config", "data", "evaluate", "features", "policy", "reproducibility"}
-MODULES |= {"experiments", "promote", "reproduce", "runs", "tracking", "train"}
+MODULES |= {"doctor", "experiments", "promote", "report", "reproduce", "runs", "tracking", "train"}
 CI_FILES = {
     "github": {
         ".github/workflows/ci.yml",

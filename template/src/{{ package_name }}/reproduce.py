@@ -54,6 +54,10 @@ METRIC_TOLERANCE = 1e-6
 # Where the repository sits inside the container in --in-image runs.
 IMAGE_WORKDIR = "/reproduce"
 ENGINES = ("docker", "podman", "buildah")
+# The numeric libraries choose their kernels and thread counts from these
+# variables (OPENBLAS_CORETYPE, say): a kernel other than the host's rounds
+# differently, so the container computes with the host's settings.
+NUMERIC_ENV_PREFIXES = ("OPENBLAS_", "GOTO_", "OMP_", "MKL_")
 
 
 class ReproduceError(Exception):
@@ -286,6 +290,15 @@ def container_engine(engine: str) -> str:
     return found
 
 
+def numeric_settings() -> list[str]:
+    """This machine's settings of the numeric libraries, as ``NAME=value``."""
+    return [
+        f"{name}={value}"
+        for name, value in sorted(os.environ.items())
+        if name.startswith(NUMERIC_ENV_PREFIXES)
+    ]
+
+
 def run_pipeline_in_image(
     checkout: Path, commit: str, engine: str, build_options: Sequence[str]
 ) -> str:
@@ -306,9 +319,10 @@ def run_pipeline_in_image(
     command = ["sh", "-c", f"HOME=/tmp {tracking.DISABLED_ENV}=1 dvc repro --force"]
     mount = f"{checkout}:{IMAGE_WORKDIR}"
     user = f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else "0:0"
+    settings = [f"--env={setting}" for setting in numeric_settings()]
     if name != "buildah":
         run = ["run", "--rm", "--user", user, "--volume", mount, "--workdir", IMAGE_WORKDIR]
-        _run([tool, *run, tag, *command], checkout)
+        _run([tool, *run, *settings, tag, *command], checkout)
         return tag
     created = subprocess.run([tool, "from", tag], capture_output=True, text=True)
     if created.returncode != 0:
@@ -316,7 +330,7 @@ def run_pipeline_in_image(
     box = created.stdout.strip()
     try:
         run = ["run", "--user", user, "--volume", mount, "--workingdir", IMAGE_WORKDIR]
-        _run([tool, *run, box, "--", *command], checkout)
+        _run([tool, *run, *settings, box, "--", *command], checkout)
     finally:
         subprocess.run([tool, "rm", box], capture_output=True)
     return tag
