@@ -221,6 +221,32 @@ def test_an_experiment_shows_its_params_and_metrics_diff(ran_project: Path) -> N
 
 
 @pytest.mark.e2e
+@DEFAULT_RUN
+def test_a_table_copied_over_the_examples_data_is_refused_not_replaced(
+    ran_project: Path,
+) -> None:
+    """The example's output is where a user's table goes once the example is removed."""
+    project = ran_project
+    table = project / "data" / "raw" / "claims.csv"
+    own = "claim_id,amount,fraud\n1,10.5,0\n2,99.0,1\n"
+    table.write_text(own, encoding="utf-8")
+    try:
+        done = run(["make", "repro"], project, check=False)
+        output = done.stdout + done.stderr
+        assert done.returncode != 0
+        assert "data/raw/claims.csv is not the file the generate stage wrote last" in output
+        assert "Using your own data" in output
+        assert "Traceback" not in output
+        assert table.read_text(encoding="utf-8") == own
+    finally:
+        restore = ["uv", "run", "--locked", "dvc", "checkout", "--force", "data/raw/claims.csv"]
+        run(restore, project)
+    assert run(["git", "status", "--porcelain"], project).stdout == ""
+    status = run(["uv", "run", "--locked", "dvc", "status", "--json"], project)
+    assert json.loads(status.stdout) == {}
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize("problem_type", PROBLEM_TYPES)
 def test_skeleton_pipeline_runs_on_the_users_data(
     render_project: Callable[..., Path], problem_type: str
