@@ -30,17 +30,6 @@ import yaml
 from . import policy, tracking
 from .config import PROJECT_ROOT
 
-# The local stores of every tracker (whichever this project uses now: after a
-# switch, the old one's runs must stay out of git too). A name ending in "/"
-# is a folder. dvclive/ is not one of them: DVCLive's files are meant for git.
-TRACKER_STORES = (
-    "mlflow.db",
-    "mlflow.db.lock",
-    "mlruns/",
-    "wandb/",
-    ".neptune/",
-    ".comet-offline/",
-)
 SECRETS_FILE = ".env"
 PRE_COMMIT_MARK = "pre-commit.com"  # in the hook script `pre-commit install` writes
 UPDATE_AVAILABLE = "New template version available"  # what `copier check-update` prints
@@ -87,9 +76,15 @@ def without_make_lines(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith("make: "))
 
 
-def git_files(root: Path, *pathspecs: str) -> list[str]:
-    """The files git tracks in ``root`` (matching ``pathspecs``, when given)."""
-    done = command(["git", "ls-files", "-z", "--", *pathspecs], root)
+def git_files(root: Path, *pathspecs: str, ignored: bool = False) -> list[str]:
+    """The files git tracks in ``root`` (matching ``pathspecs``, when given).
+
+    With ``ignored``, only those that the project's ``.gitignore`` files say to
+    keep out of git (every tracker's local store among them, whatever the
+    tracker now: after a switch, the old one's runs must stay out too).
+    """
+    flags = ["--ignored", "--exclude-standard"] if ignored else []
+    done = command(["git", "ls-files", "-z", "--cached", *flags, "--", *pathspecs], root)
     return [name for name in done.stdout.split("\0") if name]
 
 
@@ -179,9 +174,11 @@ def owned_by(name: str, owners: Iterable[str]) -> bool:
 
 
 def check_tracked_outputs(root: Path) -> Finding:
-    """git tracks no file that DVC or an experiment tracker owns."""
-    owners = {*TRACKER_STORES, *dvc_outputs(root)}
-    found = [name for name in git_files(root) if owned_by(name, owners)]
+    """git tracks no file that DVC owns or that ``.gitignore`` keeps out (a tracker's store)."""
+    owners = dvc_outputs(root)
+    found = {name for name in git_files(root) if owned_by(name, owners)}
+    found |= set(git_files(root, ignored=True)) - {SECRETS_FILE}  # .env: check_secrets
+    found = sorted(found)
     if found:
         shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
         return fail(
