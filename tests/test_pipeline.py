@@ -358,7 +358,7 @@ def test_push_and_pull_through_an_s3_server(
     run(["uv", "run", "--locked", "dvc", "pull", "--with-deps", "prepare"], project, env=env)
     assert (project / "data" / "raw" / "claims.csv").read_bytes() == original
     assert {p.name for p in (project / "data" / "interim").iterdir()} == {
-        "train.csv",
-        "validation.csv",
-        "test.csv",
+        "train.parquet",
+        "validation.parquet",
+        "test.parquet",
     }

@@ -39,8 +39,9 @@ PROJECT_ROOT = find_project_root()
 PARAMS_FILE = PROJECT_ROOT / PARAMS_FILENAME
 DATA_DIR = PROJECT_ROOT / "data"
 RAW_DATA_DIR = DATA_DIR / "raw"
-INTERIM_DATA_DIR = DATA_DIR / "interim"  # the splits, as prepare writes them
-PROCESSED_DATA_DIR = DATA_DIR / "processed"  # the splits, featurized
+# The splits, as Parquet files (train, validation, test: data.split_file names them).
+INTERIM_DATA_DIR = DATA_DIR / "interim"  # as prepare writes them
+PROCESSED_DATA_DIR = DATA_DIR / "processed"  # featurized
 MODELS_DIR = PROJECT_ROOT / "models"
 PREPROCESSOR_FILE = MODELS_DIR / "preprocessor.joblib"
 MODEL_FILE = MODELS_DIR / "model.joblib"

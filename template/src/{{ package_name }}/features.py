@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from .config import INTERIM_DATA_DIR, PREPROCESSOR_FILE, PROCESSED_DATA_DIR, load_params
-from .data import SPLITS, Schema, read_csv, resolve_schema, write_csv
+from .data import SPLITS, Schema, read_split, resolve_schema, write_split
 
 
 def build_preprocessor(schema: Schema, params: dict[str, Any]) -> ColumnTransformer:
@@ -58,14 +58,14 @@ def build_preprocessor(schema: Schema, params: dict[str, Any]) -> ColumnTransfor
 def main() -> None:
     """Fit the preprocessor on the training split and transform every split."""
     params = load_params()
-    schema = resolve_schema(read_csv(INTERIM_DATA_DIR / "train.csv"), params["data"])
-    splits = {name: read_csv(INTERIM_DATA_DIR / f"{name}.csv", schema) for name in SPLITS}
+    splits = {name: read_split(name, INTERIM_DATA_DIR) for name in SPLITS}
+    schema = resolve_schema(splits["train"], params["data"])
     preprocessor = build_preprocessor(schema, params["featurize"])
     preprocessor.fit(splits["train"][schema.features])
     for name, rows in splits.items():
         features = preprocessor.transform(rows[schema.features])
         features[schema.target] = rows[schema.target].to_numpy()
-        write_csv(features, PROCESSED_DATA_DIR / f"{name}.csv")
+        write_split(features, name, PROCESSED_DATA_DIR)
     PREPROCESSOR_FILE.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(preprocessor, PREPROCESSOR_FILE)
     n_features = len(preprocessor.get_feature_names_out())
