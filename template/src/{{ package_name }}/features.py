@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import joblib
+import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -55,17 +56,32 @@ def build_preprocessor(schema: Schema, params: dict[str, Any]) -> ColumnTransfor
     return preprocessor.set_output(transform="pandas")
 
 
+def featurize(
+    preprocessor: ColumnTransformer, rows: pd.DataFrame, schema: Schema, *, fit: bool = False
+) -> pd.DataFrame:
+    """Transform one split's features (fitting the preprocessor on them first with ``fit``)."""
+    transform = preprocessor.fit_transform if fit else preprocessor.transform
+    features = transform(rows[schema.features])
+    features[schema.target] = rows[schema.target].to_numpy()
+    return features
+
+
 def main() -> None:
-    """Fit the preprocessor on the training split and transform every split."""
+    """Fit the preprocessor on the training split and transform every split.
+
+    One split is in memory at a time, and the training split is transformed in
+    the same pass that fits the preprocessor on it.
+    """
     params = load_params()
-    splits = {name: read_split(name, INTERIM_DATA_DIR) for name in SPLITS}
-    schema = resolve_schema(splits["train"], params["data"])
+    train = read_split("train", INTERIM_DATA_DIR)
+    schema = resolve_schema(train, params["data"])
     preprocessor = build_preprocessor(schema, params["featurize"])
-    preprocessor.fit(splits["train"][schema.features])
-    for name, rows in splits.items():
-        features = preprocessor.transform(rows[schema.features])
-        features[schema.target] = rows[schema.target].to_numpy()
-        write_split(features, name, PROCESSED_DATA_DIR)
+    write_split(featurize(preprocessor, train, schema, fit=True), "train", PROCESSED_DATA_DIR)
+    del train
+    for name in SPLITS:
+        if name != "train":
+            rows = read_split(name, INTERIM_DATA_DIR)
+            write_split(featurize(preprocessor, rows, schema), name, PROCESSED_DATA_DIR)
     PREPROCESSOR_FILE.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(preprocessor, PREPROCESSOR_FILE)
     n_features = len(preprocessor.get_feature_names_out())
