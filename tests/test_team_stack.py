@@ -242,7 +242,7 @@ mlflow.set_tracking_uri({team.server.uri!r})
 version = mlflow.MlflowClient().get_model_version_by_alias({SLUG!r}, "champion")
 loaded = mlflow.sklearn.load_model("models:/{SLUG}@champion")
 local = joblib.load("models/model.joblib")
-features = pandas.read_csv("data/processed/test.csv").drop(columns=["fraud"])
+features = pandas.read_parquet("data/processed/test.parquet").drop(columns=["fraud"])
 numpy.testing.assert_array_equal(loaded.predict_proba(features), local.predict_proba(features))
 print(version.run_id)
 """
