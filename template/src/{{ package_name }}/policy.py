@@ -161,19 +161,28 @@ def _git_show(folder: Path, revision: str) -> str | None:
     return shown.stdout if shown.returncode == 0 else None
 
 
+def baseline_revisions(ref: str) -> tuple[str, ...]:
+    """The revisions that may hold baseline ``ref``, in the order to try them.
+
+    CI clones often have ``origin/main`` but no local ``main``, so the
+    remote-tracking branch comes second. A ref git would read as an option
+    gives none.
+    """
+    if ref.startswith("-"):
+        return ()
+    return (ref, f"origin/{ref}")
+
+
 def baseline_metrics(metrics_path: Path, ref: str) -> dict[str, float] | None:
     """Return the metrics committed at ``ref``, or ``None`` if there are none there.
 
     The file is looked up at the same place in the repository as
-    ``metrics_path``. CI clones often have ``origin/main`` but no local
-    ``main``, so the remote-tracking branch is tried second. A missing ref, a
+    ``metrics_path``, at each of :func:`baseline_revisions`. A missing ref, a
     missing file or no git repository all mean "no baseline", which skips the
     regression rule rather than failing it.
     """
-    if ref.startswith("-"):  # git would read it as an option
-        return None
     folder = metrics_path.resolve().parent
-    for revision in (ref, f"origin/{ref}"):
+    for revision in baseline_revisions(ref):
         text = _git_show(folder, f"{revision}:./{metrics_path.name}")
         if text is not None:
             try:

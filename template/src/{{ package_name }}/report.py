@@ -129,12 +129,10 @@ def read_workspace(root: Path = PROJECT_ROOT) -> Results | None:
 def read_ref(ref: str, root: Path = PROJECT_ROOT) -> Results | None:
     """The results committed at ``ref``, labelled with it, or ``None`` when there are none.
 
-    CI clones often have ``origin/main`` but no local ``main``, so the
-    remote-tracking branch is tried second, as the gate does.
+    The revisions are those the gate tries for its baseline
+    (:func:`policy.baseline_revisions`: ``origin/<ref>`` second).
     """
-    if ref.startswith("-"):  # git would read it as an option
-        return None
-    for revision in (ref, f"origin/{ref}"):
+    for revision in policy.baseline_revisions(ref):
         metrics = runs.show_file(root, revision, METRICS_PATH)
         if metrics is None:
             continue
