@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from . import policy, tracking
+from . import policy, runs, tracking
 from .config import PROJECT_ROOT
 
 SECRETS_FILE = ".env"
@@ -153,15 +151,11 @@ def stage_outputs(pipeline: dict[str, Any]) -> tuple[set[str], set[str]]:
 
 def dvc_outputs(root: Path) -> set[str]:
     """Every path DVC owns: cached stage outputs (dvc.yaml, dvc.lock) and ``.dvc`` files' outs."""
-    pipeline_file, lock_file = root / "dvc.yaml", root / "dvc.lock"
-    pipeline = yaml.safe_load(pipeline_file.read_text()) if pipeline_file.is_file() else {}
-    owned, in_git = stage_outputs(pipeline or {})
-    lock = yaml.safe_load(lock_file.read_text()) if lock_file.is_file() else {}
-    for stage in ((lock or {}).get("stages") or {}).values():
-        owned |= {out["path"] for out in stage.get("outs") or []} - in_git
+    owned, in_git = stage_outputs(runs.read_yaml(root / "dvc.yaml") or {})
+    owned |= set(runs.output_hashes(runs.read_yaml(root / "dvc.lock") or {})) - in_git
     for name in git_files(root, "*.dvc"):
         folder = Path(name).parent
-        document = yaml.safe_load((root / name).read_text()) or {}
+        document = runs.read_yaml(root / name) or {}
         owned |= {(folder / out["path"]).as_posix() for out in document.get("outs") or []}
     return owned
 
