@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -153,3 +155,22 @@ def generated_files(project: Path) -> set[str]:
         for path in project.rglob("*")
         if path.is_file() and ".git" not in path.relative_to(project).parts
     }
+
+
+def write_user_data(path: Path, problem_type: str, rows: int = 600) -> None:
+    """Write a small CSV the way a user's export might look (text, numbers, gaps)."""
+    rng = random.Random(0)
+    with path.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["customer", "amount", "tenure", "segment", "target"])
+        for row in range(rows):
+            amount = rng.lognormvariate(7, 0.5)
+            segment = rng.choice(["retail", "business", "vip"])
+            signal = amount / 1000 + (segment == "vip") + rng.gauss(0, 0.5)
+            target = {
+                "binary_classification": int(signal > 2.2),
+                "multiclass_classification": ["low", "mid", "high"][min(int(signal), 2)],
+                "regression": round(100 * signal, 2),
+            }[problem_type]
+            tenure = "" if row % 13 == 0 else rng.randint(0, 120)
+            writer.writerow([f"c{row}", round(amount, 2), tenure, segment, target])

@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import commit_all, git_init_commit, render, run
-from test_pipeline import write_user_data
+from support import commit_all, git_init_commit, render, run, write_user_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("own-data")]
 

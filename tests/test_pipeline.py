@@ -8,9 +8,7 @@ folder and to an S3 server on loopback), and restore it in a fresh clone.
 
 from __future__ import annotations
 
-import csv
 import json
-import random
 import re
 import shutil
 import subprocess
@@ -31,6 +29,7 @@ from support import (
     git_init_commit,
     run,
     tool_env,
+    write_user_data,
 )
 
 STAGES = ["prepare", "featurize", "train", "evaluate"]
@@ -262,25 +261,6 @@ def test_skeleton_pipeline_runs_on_the_users_data(
     assert POLICY_METRICS[problem_type] <= by_split["test"].keys()
     record = json.loads((project / "reports" / "run.json").read_text(encoding="utf-8"))
     assert list(record["data"]) == ["data/raw/dataset.csv"]
-
-
-def write_user_data(path: Path, problem_type: str, rows: int = 600) -> None:
-    """Write a small CSV the way a user's export might look (text, numbers, gaps)."""
-    rng = random.Random(0)
-    with path.open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["customer", "amount", "tenure", "segment", "target"])
-        for row in range(rows):
-            amount = rng.lognormvariate(7, 0.5)
-            segment = rng.choice(["retail", "business", "vip"])
-            signal = amount / 1000 + (segment == "vip") + rng.gauss(0, 0.5)
-            target = {
-                "binary_classification": int(signal > 2.2),
-                "multiclass_classification": ["low", "mid", "high"][min(int(signal), 2)],
-                "regression": round(100 * signal, 2),
-            }[problem_type]
-            tenure = "" if row % 13 == 0 else rng.randint(0, 120)
-            writer.writerow([f"c{row}", round(amount, 2), tenure, segment, target])
 
 
 @pytest.mark.e2e
