@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -42,6 +43,7 @@ def build_preprocessor(schema: Schema, params: dict[str, Any]) -> ColumnTransfor
                     handle_unknown="infrequent_if_exist",
                     min_frequency=params["min_category_frequency"],
                     sparse_output=False,
+                    dtype=np.uint8,  # 0 or 1: a byte a cell, not eight
                 ),
             ),
         ]
@@ -73,14 +75,14 @@ def main() -> None:
     the same pass that fits the preprocessor on it.
     """
     params = load_params()
-    train = read_split("train", INTERIM_DATA_DIR)
+    train = read_split("train", INTERIM_DATA_DIR, text_as_categories=True)
     schema = resolve_schema(train, params["data"])
     preprocessor = build_preprocessor(schema, params["featurize"])
     write_split(featurize(preprocessor, train, schema, fit=True), "train", PROCESSED_DATA_DIR)
     del train
     for name in SPLITS:
         if name != "train":
-            rows = read_split(name, INTERIM_DATA_DIR)
+            rows = read_split(name, INTERIM_DATA_DIR, text_as_categories=True)
             write_split(featurize(preprocessor, rows, schema), name, PROCESSED_DATA_DIR)
     PREPROCESSOR_FILE.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(preprocessor, PREPROCESSOR_FILE)
