@@ -156,11 +156,15 @@ def lock_content_key(lock: dict[str, Any]) -> str:
     return content_key({name: stage_inputs(entry) for name, entry in stages.items()})
 
 
+def locked_outs(lock: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What DVC recorded for every stage's outputs (``md5``, ``size``, ...), by path."""
+    stages = (lock.get("stages") or {}).values()
+    return {out["path"]: out for entry in stages for out in entry.get("outs") or []}
+
+
 def output_hashes(lock: dict[str, Any]) -> dict[str, str | None]:
     """The hash DVC recorded for every stage's outputs."""
-    stages = (lock.get("stages") or {}).values()
-    outs = {out["path"]: out.get("md5") for entry in stages for out in entry.get("outs") or []}
-    return dict(sorted(outs.items()))
+    return {path: out.get("md5") for path, out in sorted(locked_outs(lock).items())}
 
 
 def data_hashes(lock: dict[str, Any]) -> dict[str, str | None]:
