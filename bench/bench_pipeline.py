@@ -99,7 +99,9 @@ def main() -> None:
         untracked = {**CACHED, "TRACKING_DISABLED": "1"}
         forced, verify = [], []
         for _ in range(options.verify_repeat):  # interleaved, so machine noise spreads evenly
-            forced.append(timed([str(dvc), "repro", "--force"], project, untracked))
+            forced.append(
+                timed(["uv", "run", "--locked", "dvc", "repro", "--force"], project, untracked)
+            )
             verify.append(timed(["make", "verify"], project, CACHED))
         forced_repro, make_verify = statistics.median(forced), statistics.median(verify)
 
