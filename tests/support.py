@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import os
 import random
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -174,3 +176,119 @@ def write_user_data(path: Path, problem_type: str, rows: int = 600) -> None:
             }[problem_type]
             tenure = "" if row % 13 == 0 else rng.randint(0, 120)
             writer.writerow([f"c{row}", round(amount, 2), tenure, segment, target])
+
+
+# ---------------------------------------------------------------- updates
+# The `copier update` tests (tests/test_update_*.py) build a throwaway git clone
+# of this template's working tree, tag it v0.1.0, generate a project from that
+# tag and commit it as a user would; then they change the template (tag v0.2.0
+# and later), edit the project, and update it as the README tells users to.
+
+# The default project's package, and the module its user adds a function to.
+PACKAGE = "claims_fraud_detection"
+CONFIG_PY = f"src/{PACKAGE}/config.py"
+
+# The template repository as a user's clone has it, without history, caches or environment.
+LEFT_BEHIND = shutil.ignore_patterns(".git", ".venv", ".*_cache", "__pycache__", "*.pyc")
+
+# What a user writes: a notebook of their own, and a function in the project's code.
+USER_NOTEBOOK = {
+    "cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# Claims: first look"]},
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "metadata": {},
+            "outputs": [],
+            "source": ["import pandas as pd"],
+        },
+    ],
+    "metadata": {},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+# Added to the README at v0.1.0 by template_clone, for the scenarios to edit.
+README_TAIL = """
+## Support
+
+Ask the maintainers.
+
+## Releases
+
+Tagged from main.
+"""
+USER_FUNCTION = '''
+
+def claims_table_path() -> Path:
+    """The raw claims extract our team receives every month."""
+    return find_project_root() / "data" / "raw" / "claims.csv"
+'''
+
+
+def edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    """Replace ``old`` by ``new`` in ``path``; fail loudly if ``old`` is not there."""
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not found in {path}: the scenario needs updating"
+    path.write_text(text.replace(old, new, count), encoding="utf-8")
+
+
+def sub(path: Path, pattern: str, replacement: str) -> None:
+    """Regex-replace the first match of ``pattern`` in ``path``; fail if none."""
+    text = path.read_text(encoding="utf-8")
+    changed, found = re.subn(pattern, replacement, text, count=1, flags=re.MULTILINE)
+    assert found, f"{pattern!r} not found in {path}: the scenario needs updating"
+    path.write_text(changed, encoding="utf-8")
+
+
+def git(repo: Path, *args: str) -> str:
+    return run(["git", *args], repo).stdout
+
+
+def release(template: Path, version: str, message: str) -> None:
+    commit_all(template, message)
+    git(template, "tag", version)
+
+
+def template_clone(dst: Path) -> Path:
+    """A git repository holding this template's working tree, tagged v0.1.0."""
+    shutil.copytree(TEMPLATE_ROOT, dst, ignore=LEFT_BEHIND, symlinks=True)
+    git(dst, "init", "--quiet", "--initial-branch=main")
+    # v0.1.0 pinned an older nbstripout; v0.2.0 bumps it to today's pin.
+    sub(
+        dst / "template" / ".pre-commit-config.yaml.jinja",
+        r'"nbstripout==[\d.]+"',
+        '"nbstripout==0.8.0"',
+    )
+    # Text that only the scenarios edit, so the README's own wording can change freely.
+    readme = dst / "template" / "README.md.jinja"
+    readme.write_text(readme.read_text(encoding="utf-8") + README_TAIL, encoding="utf-8")
+    release(dst, "v0.1.0", "Release 0.1.0")
+    return dst
+
+
+def generate(template: Path, project: Path, vcs_ref: str = "v0.1.0", **data: str) -> Path:
+    """`copier copy --skip-tasks` from a tag, then the user's first commit."""
+    render(project, vcs_ref, template=template, **data)
+    git_init_commit(project)
+    return project
+
+
+def update(project: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`copier update` from the command line, as the README documents it."""
+    command = [sys.executable, "-m", "copier", "update", "--trust", "--defaults"]
+    return run([*command, "--conflict=inline", *options], project)
+
+
+def answers(project: Path) -> dict:
+    return yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
+
+
+def conflict_markers(text: str) -> list[str]:
+    return [line for line in text.splitlines() if re.match(r"^(<{7}|={7}|>{7})( |$)", line)]
+
+
+def release_commit(repo: Path, version: str) -> str | None:
+    """The commit that released ``version``: the one that added its heading to CHANGELOG.md."""
+    found = run(["git", "log", "--format=%H", f"-S## [{version}]", "--", "CHANGELOG.md"], repo)
+    commits = found.stdout.split()
+    return commits[-1] if commits else None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 from packaging.version import Version
-from support import TEMPLATE_ROOT, render
+from support import TEMPLATE_ROOT, release_commit, render
 
 HEADING = re.compile(r"^## \[(?P<version>[^\]]+)\](?: - (?P<date>.+))?$", flags=re.M)
 
@@ -56,18 +56,6 @@ def test_every_rename_is_released_and_in_its_upgrade_notes() -> None:
         version = Version(str(rename["version"]))
         assert version in notes, f"rename of {rename['old']} in {version}: no such release"
         assert f"`{rename['old']}" in notes[version], f"{version}: upgrade notes omit {rename}"
-
-
-def release_commit(repo: Path, version: str) -> str | None:
-    """The commit that released ``version``: the one that added its heading to CHANGELOG.md."""
-    found = subprocess.run(
-        ["git", "log", "--format=%H", f"-S## [{version}]", "--", "CHANGELOG.md"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    return found[-1] if found else None
 
 
 def test_each_release_is_a_commit_that_copier_offers_as_that_version(tmp_path: Path) -> None:

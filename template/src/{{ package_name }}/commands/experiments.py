@@ -1,0 +1,265 @@
+"""Compare every experiment on the validation split, and pick one as the policy would.
+
+``make experiments`` prints one row per experiment (the workspace when it
+differs from its commit, every commit that recorded metrics, and every
+finished experiment, queued ones included): its name, the params it changed
+against its baseline, the policy's primary metric and guardrails on the
+validation split, whether it passes the policy there, and the pick: the best
+primary metric among the experiments that pass every check.
+
+The rows come from DVC's own JSON (``dvc exp show --json``), the checks from
+the policy module, so the table and the gate never disagree. The test split
+stays out of the choice; ``make promote`` judges the pick on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from ..shared import policy, records, tracking
+from ..shared.display import MISSING, number, table
+from ..shared.paths import METRICS_FILE, PARAMS_FILE, PROJECT_ROOT, in_repository
+
+SELECTION_SPLIT = "validation"
+PARAMS_PATH = in_repository(PARAMS_FILE)
+METRICS_PATH = in_repository(METRICS_FILE)
+MAX_WIDTH = 120
+WORKSPACE = "workspace"  # the rev DVC gives the working tree
+# States of queued experiments that have finished (DVC's executor states).
+FINISHED = {"success", "failed"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One row of the comparison, read from ``dvc exp show --json``."""
+
+    name: str
+    rev: str
+    baseline: str | None
+    params: Mapping[str, Any]
+    metrics: Mapping[str, float]
+    failed: bool = False
+    changed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranked:
+    """An experiment with the policy's verdict on its validation metrics."""
+
+    experiment: Experiment
+    checks: Sequence[policy.Check]
+
+    @property
+    def passes(self) -> bool:
+        """Whether every check of the policy holds."""
+        return bool(self.checks) and all(check.passed for check in self.checks)
+
+
+class ExperimentsError(Exception):
+    """DVC could not list the experiments (reported in one line)."""
+
+
+def _data(entry: Mapping[str, Any], path: str, key: str) -> Mapping[str, Any]:
+    files = (entry.get("data") or {}).get(key) or {}
+    return (files.get(path) or {}).get("data") or {}
+
+
+def split_metrics(metrics: Mapping[str, Any], split: str = SELECTION_SPLIT) -> dict[str, float]:
+    """One split's numbers from a parsed metrics file."""
+    values = metrics.get(split)
+    return policy.numbers(values) if isinstance(values, Mapping) else {}
+
+
+def _experiment(entry: Mapping[str, Any], name: str, baseline: str | None) -> Experiment:
+    metrics = _data(entry, METRICS_PATH, "metrics")
+    return Experiment(
+        name=name,
+        rev=str(entry.get("rev")),
+        baseline=baseline,
+        params=tracking.flatten(_data(entry, PARAMS_PATH, "params")),
+        metrics=split_metrics(metrics),
+        failed=entry.get("error") is not None,
+    )
+
+
+def _results(experiment: Experiment) -> str:
+    """What an experiment set and measured, comparable across rows."""
+    return json.dumps([experiment.params, experiment.metrics], sort_keys=True, default=str)
+
+
+def parse_show(
+    shown: Sequence[Mapping[str, Any]], head_rev: str | None = None
+) -> list[Experiment]:
+    """The experiments in the JSON of ``dvc exp show --json``, the commit ``head_rev`` first.
+
+    A commit is a row when it recorded metrics that no row above it holds
+    (a commit that changed only code outside the pipeline adds nothing); an
+    experiment's commit is listed once, under its own name.
+    """
+    shown = sorted(shown, key=lambda entry: entry.get("rev") not in {WORKSPACE, head_rev})
+    experiment_revs = {
+        str(revision.get("rev"))
+        for entry in shown
+        for group in entry.get("experiments") or []
+        for revision in group.get("revs") or []
+    }
+    found: list[Experiment] = []
+    head: Experiment | None = None
+    workspace: Experiment | None = None
+    for entry in shown:
+        rev = str(entry.get("rev"))
+        if rev == WORKSPACE:
+            workspace = _experiment(entry, WORKSPACE, None)
+            continue
+        commit = _experiment(entry, str(entry.get("name") or rev[:7]), None)
+        head = head or commit
+        listed = {_results(row) for row in found}
+        if commit.metrics and rev not in experiment_revs and _results(commit) not in listed:
+            found.append(commit)
+        for group in entry.get("experiments") or []:
+            executor = group.get("executor") or {}
+            if executor and executor.get("state") not in FINISHED:
+                continue  # queued or still running
+            for revision in group.get("revs") or []:
+                exp_rev = str(revision.get("rev"))
+                name = str(revision.get("name") or group.get("name") or exp_rev[:7])
+                experiment = _experiment(revision, name, rev)
+                found.append(with_changes(experiment, commit))
+    # The workspace is a row of its own only while it holds results no row has.
+    listed = {_results(experiment) for experiment in found}
+    if workspace and head and workspace.metrics and _results(workspace) not in listed:
+        found.insert(0, with_changes(dataclasses.replace(workspace, baseline=head.rev), head))
+    return found
+
+
+def show_experiments() -> list[Experiment]:
+    """Ask DVC for every experiment of every commit, the checked-out commit first."""
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--json", "--all-commits"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise ExperimentsError(f"dvc exp show failed: {done.stderr.strip()}")
+    head = records.git_state(PROJECT_ROOT)["git_commit"]
+    return parse_show(json.loads(done.stdout or "[]"), head)
+
+
+def with_changes(experiment: Experiment, baseline: Experiment) -> Experiment:
+    """The experiment, knowing which params it set differently from its baseline commit."""
+    changed = {
+        key: value
+        for key, value in experiment.params.items()
+        if baseline.params.get(key, object()) != value
+    }
+    return dataclasses.replace(experiment, changed=changed)
+
+
+def checks(experiment: Experiment, rules: Mapping[str, Any]) -> list[policy.Check]:
+    """The policy's checks on an experiment's validation metrics (none for a failed run)."""
+    if experiment.failed:
+        return []
+    return policy.evaluate_policy(dict(rules), dict(experiment.metrics))
+
+
+def rank(experiments: Sequence[Experiment], rules: Mapping[str, Any]) -> list[Ranked]:
+    """Judge every experiment against the policy on its validation metrics."""
+    return [Ranked(experiment, checks(experiment, rules)) for experiment in experiments]
+
+
+def pick(ranked: Sequence[Ranked], rules: Mapping[str, Any]) -> Ranked | None:
+    """The experiment the policy picks: the best primary metric among those that pass.
+
+    Ties (the primary metric often sits on a target the decision threshold
+    was tuned to reach) go to the best first guardrail, then the next; the
+    first listed wins a complete tie.
+    """
+    passing = [row for row in ranked if row.passes]
+    if not passing:
+        return None
+    order = [rules["primary_metric"], *rules["guardrails"]]
+
+    def merit(row: Ranked) -> tuple[float, ...]:
+        signs = [1 if rule["direction"] == "maximize" else -1 for rule in order]
+        return tuple(
+            sign * row.experiment.metrics[rule["name"]]
+            for sign, rule in zip(signs, order, strict=True)
+        )
+
+    return max(passing, key=merit)
+
+
+def _params_text(changed: Mapping[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in sorted(changed.items())) or MISSING
+
+
+def format_table(ranked: Sequence[Ranked], rules: Mapping[str, Any], chosen: Ranked | None) -> str:
+    """Render the comparison in at most MAX_WIDTH columns (changed params are cut to fit)."""
+    names = [rules["primary_metric"]["name"]] + [rule["name"] for rule in rules["guardrails"]]
+    rows = [["experiment", "changed params", *names, "policy", "pick"]]
+    for row in ranked:
+        verdict = "failed" if row.experiment.failed else ("pass" if row.passes else "FAIL")
+        rows.append(
+            [
+                row.experiment.name,
+                _params_text(row.experiment.changed),
+                *(number(row.experiment.metrics.get(name)) for name in names),
+                verdict,
+                "<- pick" if row is chosen else "",
+            ]
+        )
+    return table(rows, max_width=MAX_WIDTH, squeeze=1)
+
+
+def report(experiments: Sequence[Experiment], rules: Mapping[str, Any]) -> Iterator[str]:
+    """The lines ``make experiments`` prints."""
+    ranked = rank(experiments, rules)
+    chosen = pick(ranked, rules)
+    primary = rules["primary_metric"]["name"]
+    yield f"Experiments on the {SELECTION_SPLIT} split, checked against metrics_policy.yaml:"
+    yield format_table(ranked, rules, chosen)
+    if chosen is None:
+        yield "No experiment passes the policy on the validation split: none to pick."
+    else:
+        yield (
+            f"The policy picks {chosen.experiment.name}: the best {primary} among those passing "
+            "every check (ties go to the guardrails, in order)."
+        )
+        if chosen.experiment.rev == WORKSPACE:
+            yield (
+                "Commit it (git add dvc.lock reports/ && git commit), then "
+                "`make promote EXP=HEAD` judges it on the test split."
+            )
+        else:
+            yield f"`make promote EXP={chosen.experiment.name}` judges it on the test split."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the comparison (``make experiments``)."""
+    parser = argparse.ArgumentParser(
+        prog="experiments",
+        description="Compare experiments on the validation split against the metrics policy.",
+    )
+    parser.parse_args(argv)
+    try:
+        rules = policy.load_policy()
+        experiments = show_experiments()
+    except (policy.PolicyError, ExperimentsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not experiments:
+        print("No experiment has metrics yet: run `make repro` or `dvc exp run` first.")
+        return 0
+    for line in report(experiments, rules):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

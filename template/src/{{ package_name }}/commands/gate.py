@@ -1,0 +1,75 @@
+"""``make policy``: check the latest metrics against ``metrics_policy.yaml``.
+
+It prints one row per check and exits non-zero when any check fails, so CI
+can block a merge on it. The rules themselves are in :mod:`..shared.policy`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..shared import policy
+from ..shared.paths import METRICS_FILE, POLICY_FILE, POLICY_SCHEMA_FILE
+
+
+def run_gate(
+    policy_path: Path, metrics_path: Path, schema_path: Path, baseline_ref: str | None
+) -> int:
+    """Print the report and return the exit status (0 when every check passes)."""
+    rules = policy.load_policy(policy_path, schema_path)
+    metrics = policy.load_metrics(metrics_path)
+    ref = rules["regression"]["baseline_ref"] if baseline_ref is None else baseline_ref
+    against_baseline, note = policy.regression_checks(rules, metrics, metrics_path, ref)
+    checks = [*policy.evaluate_policy(rules, metrics), *against_baseline]
+    print(policy.format_table(checks))
+    if note:
+        print(note)
+    failed = policy.failure_summary(checks)
+    if failed:
+        print(f"metrics policy failed: {failed}", file=sys.stderr)
+        return 1
+    print(f"metrics policy passed ({len(checks)} checks)")
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Read the command line (paths default to the project's own files)."""
+    parser = argparse.ArgumentParser(
+        prog="policy", description="Check the latest metrics against the metrics policy."
+    )
+    parser.add_argument("--policy", type=Path, default=POLICY_FILE, help="policy file")
+    parser.add_argument("--metrics", type=Path, default=METRICS_FILE, help="metrics file")
+    parser.add_argument(
+        "--schema", type=Path, default=POLICY_SCHEMA_FILE, help="policy's JSON Schema"
+    )
+    baseline = parser.add_mutually_exclusive_group()
+    baseline.add_argument(
+        "--baseline-ref",
+        metavar="REF",
+        help="git ref whose committed metrics are the baseline (default: the policy's)",
+    )
+    baseline.add_argument(
+        "--no-baseline",
+        dest="baseline_ref",
+        action="store_const",
+        const="",
+        help="skip the regression rule",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the gate; a file that cannot be used is one line on stderr and exit status 2."""
+    args = parse_args(argv)
+    try:
+        return run_gate(args.policy, args.metrics, args.schema, args.baseline_ref)
+    except policy.PolicyError as error:
+        print("error:", *str(error).split(), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""The results as pages: the HTML report of ``make report``, and the docs' Markdown section.
+
+The report's markup is ``page.html.j2``, beside this module (packaged with it):
+this module only gathers what the page shows. The docs' section (the model
+card and the metrics policy page, ``docs/hooks/``) is Markdown; its charts
+are the same figures as the report's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
+
+from ...shared import policy
+from ...shared.display import MISSING, number
+from ...shared.paths import REPORTS_DIR, in_repository
+from .charts import Chart, charts
+from .results import (
+    METRICS_PATH,
+    SPLITS,
+    Part,
+    Results,
+    Row,
+    confusion,
+    passed,
+    per_class,
+    rows,
+    source,
+)
+
+TEMPLATE = "page.html.j2"
+
+
+@dataclass(frozen=True)
+class Compared:
+    """One metric on one split: its value at the baseline and in the workspace."""
+
+    name: str
+    role: str
+    check: policy.Check | None  # the gate's verdict on the workspace
+    before_check: policy.Check | None  # and on the baseline
+    before: float | None
+    after: float | None
+
+
+@dataclass(frozen=True)
+class MetricsTable:
+    """Every metric on one split; the split the gate judges shows the verdicts too."""
+
+    split: str
+    judged: bool
+    rows: list[Compared]
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    """One class's metrics, from the confusion matrix."""
+
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class PerClass:
+    """The per-class metrics of one set of results."""
+
+    label: str
+    rows: list[ClassRow]
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    """What the report shows; ``page.html.j2`` says how."""
+
+    base_label: str
+    reports_path: str
+    gate_split: str
+    sources: list[tuple[str, list[Part] | None]]  # label -> where its results come from
+    has_base: bool
+    passes: bool
+    regression: policy.Check | None
+    tables: list[MetricsTable]
+    charts: list[Chart]
+    per_class: list[PerClass]
+
+
+@cache
+def _template() -> Template:
+    environment = Environment(
+        loader=FileSystemLoader(Path(__file__).parent),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.globals["missing"] = MISSING
+    environment.filters["number"] = number
+    return environment.get_template(TEMPLATE)
+
+
+def _macro(name: str) -> Callable[..., str]:
+    """A macro of the template, to call from Python (its output is escaped markup)."""
+    return getattr(_template().module, name)
+
+
+# ------------------------------------------------------------------ make report
+
+
+def _tables(current: list[Row], base: list[Row] | None) -> list[MetricsTable]:
+    """Each split's metrics, the gate's split first, the baseline's beside the workspace's."""
+    before = {row.name: row for row in base or []}
+    tables = []
+    for split in (policy.GATE_SPLIT, *(s for s in SPLITS if s != policy.GATE_SPLIT)):
+        compared = []
+        for row in current:
+            old = before.get(row.name)
+            compared.append(
+                Compared(
+                    row.name,
+                    row.role,
+                    row.check,
+                    old.check if old else None,
+                    old.values.get(split) if old else None,
+                    row.values.get(split),
+                )
+            )
+        tables.append(MetricsTable(split, split == policy.GATE_SPLIT, compared))
+    return tables
+
+
+def _per_class(results: Results) -> PerClass:
+    classes = per_class(confusion(results.plots["confusion_matrix"]))
+    return PerClass(
+        results.label,
+        [
+            ClassRow(str(label), row["precision"], row["recall"], row["f1"], int(row["support"]))
+            for label, row in classes.iterrows()
+        ],
+    )
+
+
+def report_page(
+    workspace: Results, base: Results | None, base_ref: str, rules: dict[str, Any]
+) -> ReportPage:
+    """What the report shows: metrics side by side with the gate's verdicts, then the charts."""
+    current = rows(rules, workspace)
+    regression = None
+    if base is not None:
+        regression = policy.check_regression(
+            rules,
+            workspace.metrics.get(policy.GATE_SPLIT, {}),
+            base.metrics.get(policy.GATE_SPLIT, {}),
+            base_ref,
+        )
+    series = [base, workspace] if base is not None else [workspace]
+    return ReportPage(
+        base_label=base_ref,
+        reports_path=in_repository(REPORTS_DIR),
+        gate_split=policy.GATE_SPLIT,
+        sources=[
+            (base_ref, source(base) if base else None),
+            ("workspace", source(workspace)),
+        ],
+        has_base=base is not None,
+        passes=passed(current),
+        regression=regression,
+        tables=_tables(current, rows(rules, base) if base else None),
+        charts=charts(series),
+        per_class=[_per_class(results) for results in series if "confusion_matrix" in results.plots],
+    )
+
+
+def render_html(
+    workspace: Results, base: Results | None, base_ref: str, rules: dict[str, Any]
+) -> str:
+    """The whole report page, as ``page.html.j2`` writes it."""
+    return str(_macro("report")(report_page(workspace, base, base_ref, rules)))
+
+
+# ------------------------------------------------------------------ the docs
+
+
+def source_text(results: Results) -> str:
+    """Where results come from, in words: the run, its commit and tracker (Markdown)."""
+    return ", ".join(
+        f"{part.words}`{part.code}`{part.after}" if part.code else part.words + part.after
+        for part in source(results)
+    )
+
+
+def markdown_section(results: Results | None, rules: dict[str, Any]) -> str:
+    """The current results, in Markdown, for a docs page (the model card, the policy page)."""
+    if results is None:
+        return (
+            f"No results yet: `{METRICS_PATH}` does not exist. Run `make repro` to "
+            "train and evaluate the model, then build the docs again (`make docs`)."
+        )
+    table = rows(rules, results)
+    verdict = "passes" if passed(table) else "**fails**"
+    lines = [
+        f"From `{METRICS_PATH}`: {source_text(results)}. "
+        f"On the {policy.GATE_SPLIT} split, the model {verdict} the metrics policy.",
+        "",
+        "| metric | role | passes when | validation | test | result (test) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in table:
+        bound = row.check.bound if row.check else MISSING
+        result = MISSING if row.check is None else "pass" if row.check.passed else "**FAIL**"
+        lines.append(
+            f"| `{row.name}` | {row.role or MISSING} | {bound} | "
+            f"{number(row.values.get('validation'))} | {number(row.values.get('test'))} "
+            f"| {result} |"
+        )
+    figure = _macro("figure")
+    for chart in charts([results]):
+        lines += ["", str(figure(chart))]
+    if "confusion_matrix" in results.plots:
+        classes = _per_class(results)
+        lines += [
+            "",
+            "Per class, on the test split (from the confusion matrix):",
+            "",
+            "| class | precision | recall | f1 | support |",
+            "| --- | --- | --- | --- | --- |",
+            *(
+                f"| `{row.label}` | {number(row.precision)} | {number(row.recall)} "
+                f"| {number(row.f1)} | {row.support} |"
+                for row in classes.rows
+            ),
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,252 @@
+"""The metrics policy's rules: what ``metrics_policy.yaml`` asks of a model's metrics.
+
+The policy is the team's written agreement on what a better model means: a
+primary metric with a threshold, guardrails that must hold at the same time,
+and a regression rule against the metrics committed at a baseline git ref.
+``make policy`` (:mod:`..commands.gate`) and ``make promote`` check metrics
+with these rules, and show the result with :func:`format_table` and
+:func:`failure_summary`.
+
+The baseline is read with ``git show REF:reports/metrics.json``: the metrics
+file is committed to git (DVC leaves it uncached), so this reads exactly what
+``dvc metrics diff REF`` would, without paying for importing DVC.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .display import number, table
+from .git import show_file
+from .paths import METRICS_FILE, POLICY_FILE, POLICY_SCHEMA_FILE, shown
+
+# The gate judges the test split, on which nothing was chosen; experiments are
+# compared on the validation split (see metrics_policy.yaml's evaluation).
+GATE_SPLIT = "test"
+# Room for float rounding, so that a metric exactly on its bound passes.
+_TOLERANCE = 1e-9
+
+
+class PolicyError(Exception):
+    """A policy, schema or metrics file that cannot be used (reported in one line)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of the gate's report."""
+
+    label: str
+    value: float | None
+    bound: str
+    passed: bool
+
+
+def _read_text(path: Path, what: str, hint: str = "") -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError(f"{what} not found: {shown(path)}{hint}") from None
+    except OSError as error:
+        raise PolicyError(f"cannot read {what} {shown(path)}: {error.strerror}") from None
+
+
+def _position(document: Any, error: jsonschema.ValidationError) -> tuple[int, int]:
+    """Where an error sits in the file, so that the first problem is reported first."""
+    keys = list(document) if isinstance(document, dict) else []
+    top = error.absolute_path[0] if error.absolute_path else None
+    return (keys.index(top) if top in keys else -1, len(error.absolute_path))
+
+
+def load_policy(
+    path: Path = POLICY_FILE, schema_path: Path = POLICY_SCHEMA_FILE
+) -> dict[str, Any]:
+    """Load the policy and validate it against its JSON Schema.
+
+    Raises:
+        PolicyError: the file is missing, is not YAML, or breaks the schema.
+    """
+    try:
+        policy = yaml.safe_load(_read_text(path, "metrics policy"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}: {getattr(error, 'problem', '')})" if mark else ""
+        raise PolicyError(f"{shown(path)} is not valid YAML{where}") from None
+    try:
+        schema = json.loads(_read_text(schema_path, "metrics policy schema"))
+    except json.JSONDecodeError as error:
+        raise PolicyError(f"{shown(schema_path)} is not valid JSON ({error.msg})") from None
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError:
+        raise PolicyError(f"{shown(schema_path)} is not a valid JSON Schema") from None
+    problems = list(jsonschema.Draft202012Validator(schema).iter_errors(policy))
+    if problems:
+        first = min(problems, key=lambda problem: _position(policy, problem))
+        where = ".".join(str(part) for part in first.absolute_path) or "top level"
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise PolicyError(f"{shown(path)}: {where}: {first.message}{more}")
+    guardrails = [guardrail["name"] for guardrail in policy["guardrails"]]
+    if policy["primary_metric"]["name"] in guardrails:
+        raise PolicyError(f"{shown(path)}: a guardrail repeats the primary metric")
+    if len(set(guardrails)) != len(guardrails):
+        raise PolicyError(f"{shown(path)}: a metric appears twice in guardrails")
+    return policy
+
+
+def parse_metrics(text: str, source: str, split: str = GATE_SPLIT) -> dict[str, float]:
+    """Parse a metrics file and return one split's metrics (names to numbers).
+
+    The evaluate stage writes one object per split (``validation``, ``test``).
+    A flat object of numbers, as projects wrote before they measured both
+    splits, holds test metrics only.
+
+    Raises:
+        PolicyError: the text is not such an object, or lacks ``split``.
+    """
+    try:
+        metrics = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise PolicyError(f"{source} is not valid JSON ({error.msg})") from None
+    if not isinstance(metrics, dict):
+        raise PolicyError(f"{source} must hold a JSON object of metric names to numbers")
+    if isinstance(metrics.get(split), dict):
+        metrics = metrics[split]
+    elif any(isinstance(value, dict) for value in metrics.values()) or split != GATE_SPLIT:
+        splits = ", ".join(k for k, v in metrics.items() if isinstance(v, dict)) or "none"
+        raise PolicyError(f"{source} has no {split} metrics (splits: {splits})")
+    return numbers(metrics)
+
+
+def numbers(values: Mapping[str, Any]) -> dict[str, float]:
+    """The entries of a metrics mapping that are numbers (booleans are not), as floats."""
+    return {
+        name: float(value)
+        for name, value in values.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
+def load_metrics(path: Path = METRICS_FILE, split: str = GATE_SPLIT) -> dict[str, float]:
+    """Load one split's latest metrics, written by the pipeline's evaluate stage."""
+    text = _read_text(path, "metrics file", hint=" (run `make repro` first)")
+    return parse_metrics(text, shown(path), split)
+
+
+def baseline_revisions(ref: str) -> tuple[str, ...]:
+    """The revisions that may hold baseline ``ref``, in the order to try them.
+
+    CI clones often have ``origin/main`` but no local ``main``, so the
+    remote-tracking branch comes second. A ref git would read as an option
+    gives none.
+    """
+    if ref.startswith("-"):
+        return ()
+    return (ref, f"origin/{ref}")
+
+
+def baseline_metrics(metrics_path: Path, ref: str) -> dict[str, float] | None:
+    """Return the metrics committed at ``ref``, or ``None`` if there are none there.
+
+    The file is looked up at the same place in the repository as
+    ``metrics_path``, at each of :func:`baseline_revisions`. A missing ref, a
+    missing file or no git repository all mean "no baseline", which skips the
+    regression rule rather than failing it.
+    """
+    folder = metrics_path.resolve().parent
+    for revision in baseline_revisions(ref):
+        text = show_file(folder, revision, f"./{metrics_path.name}")
+        if text is not None:
+            try:
+                return parse_metrics(text, f"{metrics_path.name} at {revision}")
+            except PolicyError:
+                return None
+    return None
+
+
+def meets(value: float, direction: str, threshold: float) -> bool:
+    """Return whether ``value`` is on the right side of ``threshold``."""
+    if math.isnan(value):
+        return False
+    if direction == "maximize":
+        return value >= threshold - _TOLERANCE
+    return value <= threshold + _TOLERANCE
+
+
+def check_bound(label: str, bound: dict[str, Any], metrics: dict[str, float]) -> Check:
+    """Check one metric against its threshold (a missing metric fails)."""
+    sign = ">=" if bound["direction"] == "maximize" else "<="
+    shown_bound = f"{sign} {bound['threshold']:.4f}"
+    value = metrics.get(bound["name"])
+    if value is None:
+        return Check(label, None, shown_bound, passed=False)
+    return Check(label, value, shown_bound, meets(value, bound["direction"], bound["threshold"]))
+
+
+def check_regression(
+    policy: dict[str, Any], metrics: dict[str, float], baseline: dict[str, float], ref: str
+) -> Check | None:
+    """Check the primary metric against its baseline value, if the baseline has it."""
+    primary = policy["primary_metric"]
+    before = baseline.get(primary["name"])
+    if before is None:
+        return None
+    max_drop = policy["regression"]["max_drop"]
+    if primary["direction"] == "maximize":
+        limit = {"name": primary["name"], "direction": "maximize", "threshold": before - max_drop}
+    else:
+        limit = {"name": primary["name"], "direction": "minimize", "threshold": before + max_drop}
+    return check_bound(f"{primary['name']} vs {ref}", limit, metrics)
+
+
+def evaluate_policy(policy: dict[str, Any], metrics: dict[str, float]) -> list[Check]:
+    """Check the primary metric and every guardrail against their thresholds."""
+    primary = policy["primary_metric"]
+    checks = [check_bound(f"{primary['name']} (primary)", primary, metrics)]
+    checks += [
+        check_bound(f"{guardrail['name']} (guardrail)", guardrail, metrics)
+        for guardrail in policy["guardrails"]
+    ]
+    return checks
+
+
+def format_table(checks: Sequence[Check]) -> str:
+    """Render the checks as a small aligned table."""
+    rows = [("metric", "value", "bound", "result")]
+    rows += [
+        (check.label, number(check.value), check.bound, "pass" if check.passed else "FAIL")
+        for check in checks
+    ]
+    return table(rows)
+
+
+def failure_summary(checks: Sequence[Check]) -> str:
+    """Why the checks failed, in one line (empty when every check passed)."""
+    return "; ".join(
+        f"{check.label} is {number(check.value)}, needs {check.bound}"
+        for check in checks
+        if not check.passed
+    )
+
+
+def regression_checks(
+    policy: dict[str, Any], metrics: dict[str, float], metrics_path: Path, ref: str
+) -> tuple[list[Check], str]:
+    """Return the regression check against ``ref``, or none and the reason it was skipped."""
+    if not ref:
+        return [], "regression rule skipped (--no-baseline)"
+    baseline = baseline_metrics(metrics_path, ref)
+    if baseline is None:
+        return [], f"no baseline at {ref}: regression rule skipped"
+    check = check_regression(policy, metrics, baseline, ref)
+    if check is None:
+        name = policy["primary_metric"]["name"]
+        return [], f"baseline at {ref} has no {name}: regression rule skipped"
+    return [check], ""

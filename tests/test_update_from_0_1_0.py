@@ -1,0 +1,185 @@
+"""A project made from the real 0.1.0 release updates to today's template and still runs.
+
+The 0.1.0 is taken from this repository's history, today's working tree is
+released after it; the project runs its pipeline before and after the update,
+and `make update-template` then takes one more release that adds a dependency.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.version import Version
+from support import (
+    CONFIG_PY,
+    LEFT_BEHIND,
+    PACKAGE,
+    TEMPLATE_ROOT,
+    USER_FUNCTION,
+    answers,
+    commit_all,
+    conflict_markers,
+    edit,
+    generate,
+    git,
+    release,
+    release_commit,
+    run,
+    sub,
+    update,
+)
+
+
+def latest_release() -> str:
+    headings = re.findall(
+        r"^## \[(\d+\.\d+\.\d+)\]",
+        (TEMPLATE_ROOT / "CHANGELOG.md").read_text(),
+        flags=re.MULTILINE,
+    )
+    return max(headings, key=Version)
+
+
+def next_patch(version: str) -> str:
+    major, minor, patch = version.split(".")
+    return f"{major}.{minor}.{int(patch) + 1}"
+
+
+def locked_versions(project: Path) -> dict[str, str]:
+    """Each package of ``uv.lock`` and the version it is pinned at."""
+    lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
+    return {package["name"]: package["version"] for package in lock["package"]}
+
+
+@pytest.fixture(scope="module")
+def used_since_0_1_0(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The real 0.1.0 (from this repository's history), used, then updated to today's template.
+
+    The user runs the pipeline, edits the project, updates, follows the upgrade
+    notes of every release in between, runs the pipeline again and commits.
+    """
+    root = tmp_path_factory.mktemp("since-0.1.0")
+    template = root / "template"
+    run(["git", "clone", "--quiet", "--no-local", TEMPLATE_ROOT, template], root)
+    first = release_commit(template, "0.1.0")
+    assert first, "no commit added ## [0.1.0] to CHANGELOG.md: is the history complete?"
+    git(template, "tag", "v0.1.0", first)
+    # Today's template (the working tree, as this run tests it) as the newest release.
+    git(template, "rm", "-r", "--quiet", ".")
+    shutil.copytree(TEMPLATE_ROOT, template, ignore=LEFT_BEHIND, dirs_exist_ok=True, symlinks=True)
+    new = latest_release()
+    git(template, "add", "--all")
+    git(template, "commit", "--quiet", "--no-verify", "--allow-empty", "-m", f"Release {new}")
+    git(template, "tag", f"v{new}")
+
+    project = generate(template, root / "claims-fraud-detection")
+    run(["make", "setup"], project)
+    run(["make", "repro"], project)
+    commit_all(project, "First run")
+    sub(project / "params.yaml", r"^(\s+C:) 1\.0$", r"\1 0.7")
+    (project / CONFIG_PY).write_text((project / CONFIG_PY).read_text() + USER_FUNCTION)
+    commit_all(project, "Our changes")
+
+    update(project)
+    conflicted = [
+        path.relative_to(project).as_posix()
+        for path in project.rglob("*")
+        if path.is_file()
+        and ".git" not in path.parts
+        and ".venv" not in path.parts
+        and conflict_markers(path.read_text(encoding="utf-8", errors="ignore"))
+    ]
+
+    # The upgrade notes of 0.2.0 (and later), as a user follows them.
+    if (project / "reports" / "fingerprint.json").exists():
+        git(project, "rm", "--quiet", "reports/fingerprint.json")
+    params = project / "params.yaml"
+    params.write_text(
+        re.sub(
+            r"^(\s*)estimator: (\w+)\s+#\s*(.*)$",
+            r"\1# \3\n\1estimator: \2",
+            params.read_text(),
+            flags=re.MULTILINE,
+        )
+    )
+    run(["uv", "lock"], project)
+    run(["make", "setup"], project)
+    run(["make", "repro"], project)
+    run(["make", "test"], project)
+    commit_all(project, f"Update to template {new}")
+    return {"template": template, "project": project, "version": new, "conflicted": conflicted}
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("since-0.1.0")
+def test_a_project_from_the_released_0_1_0_updates_and_runs_the_new_lifecycle(
+    used_since_0_1_0: dict[str, Any],
+) -> None:
+    """The update merges cleanly, and the project's own tools then work (`make test` ran)."""
+    project = used_since_0_1_0["project"]
+    assert answers(project)["_commit"] == f"v{used_since_0_1_0['version']}"
+    assert used_since_0_1_0["conflicted"] == []
+    assert "C: 0.7" in (project / "params.yaml").read_text()
+    assert "def claims_table_path" in (project / CONFIG_PY).read_text()
+    assert (project / "src" / PACKAGE / "reproduce.py").is_file()
+    listed = run(["make", "--silent", "experiments"], project).stdout
+    assert "<- pick" in listed
+    found = json.loads(run(["make", "--silent", "find-run", "REF=HEAD"], project).stdout)
+    assert found["record"]["run_id"]
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("since-0.1.0")
+def test_verify_leaves_a_committed_run_as_it_was_so_the_next_update_can_run(
+    used_since_0_1_0: dict[str, Any],
+) -> None:
+    # copier update refuses a dirty work tree: nothing a run commits may change
+    # when the same run is repeated (no timestamps, no absolute paths).
+    project = used_since_0_1_0["project"]
+    run(["make", "verify"], project)
+    assert git(project, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("since-0.1.0")
+def test_update_template_relocks_and_a_tracker_switch_leaves_the_old_runs_out_of_git(
+    used_since_0_1_0: dict[str, Any], tmp_path: Path
+) -> None:
+    """A new release adds a dependency; the user takes it and switches MLflow for DVCLive."""
+    project = tmp_path / "project"
+    shutil.copytree(
+        used_since_0_1_0["project"], project, ignore=shutil.ignore_patterns(".venv"), symlinks=True
+    )
+    assert (project / "mlflow.db").is_file(), "the scenario needs MLflow runs on disk"
+    before = locked_versions(project)
+    template, version = used_since_0_1_0["template"], next_patch(used_since_0_1_0["version"])
+    edit(
+        template / "template" / "pyproject.toml.jinja",
+        "dependencies = [\n",
+        'dependencies = [\n    "tabulate>=0.9",\n',
+    )
+    release(template, f"v{version}", "A new dependency")
+
+    result = run(["make", "update-template", "ANSWERS=experiment_tracker=dvclive"], project)
+
+    assert answers(project)["_commit"] == f"v{version}"
+    assert answers(project)["experiment_tracker"] == "dvclive"
+    assert "Re-locking uv.lock" in result.stdout
+    run(["uv", "lock", "--check"], project)
+    after = locked_versions(project)
+    assert {"tabulate", "dvclive"} <= after.keys()
+    assert "mlflow" not in after
+    kept = before.keys() & after.keys()
+    assert {name: after[name] for name in kept} == {name: before[name] for name in kept}
+    # The old tracker's store stays on disk, and out of what `git add --all` takes.
+    assert (project / "mlflow.db").is_file()
+    status = git(project, "status", "--porcelain", "--untracked-files=all")
+    old_store = [
+        line for line in status.splitlines() if re.search(r"mlflow\.db|mlruns|mlartifacts", line)
+    ]
+    assert old_store == []
