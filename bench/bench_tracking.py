@@ -39,7 +39,7 @@ def time_evaluate(project: Path, env: dict[str, str]) -> float:
     package = next((project / "src").iterdir()).name
     start = time.perf_counter()
     subprocess.run(
-        ["uv", "run", "--locked", "python", "-m", f"{package}.evaluate"],
+        ["uv", "run", "--locked", "python", "-m", f"{package}.stages.evaluate"],
         cwd=project,
         env=env,
         check=True,

@@ -17,6 +17,7 @@ from typing import Any
 import copier
 import pytest
 import yaml
+from packaging.version import Version
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 PYENV_VERSIONS = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
@@ -184,9 +185,11 @@ def write_user_data(path: Path, problem_type: str, rows: int = 600) -> None:
 # tag and commit it as a user would; then they change the template (tag v0.2.0
 # and later), edit the project, and update it as the README tells users to.
 
-# The default project's package, and the module its user adds a function to.
+# The default project's package, and the module its user adds a function to
+# (before 0.8.0 it was config.py: the update moves it, edits and all).
 PACKAGE = "claims_fraud_detection"
-CONFIG_PY = f"src/{PACKAGE}/config.py"
+CONFIG_PY = f"src/{PACKAGE}/shared/paths.py"
+OLD_CONFIG_PY = f"src/{PACKAGE}/config.py"
 
 # The template repository as a user's clone has it, without history, caches or environment.
 LEFT_BEHIND = shutil.ignore_patterns(".git", ".venv", ".*_cache", "__pycache__", "*.pyc")
@@ -292,3 +295,34 @@ def release_commit(repo: Path, version: str) -> str | None:
     found = run(["git", "log", "--format=%H", f"-S## [{version}]", "--", "CHANGELOG.md"], repo)
     commits = found.stdout.split()
     return commits[-1] if commits else None
+
+
+def latest_release() -> str:
+    """The newest version CHANGELOG.md releases: what the working tree is released as."""
+    headings = re.findall(
+        r"^## \[(\d+\.\d+\.\d+)\]",
+        (TEMPLATE_ROOT / "CHANGELOG.md").read_text(encoding="utf-8"),
+        flags=re.MULTILINE,
+    )
+    return max(headings, key=Version)
+
+
+def released_template(root: Path, old: str) -> tuple[Path, str]:
+    """A clone of this template with the real release ``old`` tagged, then today's tree.
+
+    ``old`` is taken from this repository's history; the working tree, as this
+    run tests it, is committed and tagged after it as the newest release.
+    Returns the clone and the newest release's version.
+    """
+    template = root / "template"
+    run(["git", "clone", "--quiet", "--no-local", TEMPLATE_ROOT, template], root)
+    first = release_commit(template, old)
+    assert first, f"no commit added ## [{old}] to CHANGELOG.md: is the history complete?"
+    git(template, "tag", f"v{old}", first)
+    git(template, "rm", "-r", "--quiet", ".")
+    shutil.copytree(TEMPLATE_ROOT, template, ignore=LEFT_BEHIND, dirs_exist_ok=True, symlinks=True)
+    new = latest_release()
+    git(template, "add", "--all")
+    git(template, "commit", "--quiet", "--no-verify", "--allow-empty", "-m", f"Release {new}")
+    git(template, "tag", f"v{new}")
+    return template, new

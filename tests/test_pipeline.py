@@ -99,8 +99,8 @@ def test_example_pipeline_generates_data_and_the_skeleton_reads_the_users(
 ) -> None:
     example = render_project()
     skeleton = render_project(include_example=False)
-    assert (example / "src/claims_fraud_detection/synthetic.py").is_file()
-    assert not (skeleton / "src/claims_fraud_detection/synthetic.py").exists()
+    assert (example / "src/claims_fraud_detection/stages/generate.py").is_file()
+    assert not (skeleton / "src/claims_fraud_detection/stages/generate.py").exists()
     assert "generate" not in read_yaml(skeleton / "params.yaml")
     prepare = read_yaml(skeleton / "dvc.yaml")["stages"]["prepare"]
     assert "data/raw/dataset.csv" in prepare["deps"]

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from support import CATALOGUE, METRICS, run
 
-PACKAGE_POLICY = "claims_fraud_detection.policy"
+PACKAGE_POLICY = "claims_fraud_detection.commands.gate"
 ERRORS = {
     name
     for kind in CATALOGUE["problem_types"].values()

@@ -80,4 +80,4 @@ def test_a_person_can_answer_every_prompt(copier_session) -> None:
     assert answers["use_docker"] is False
     assert "use_devcontainer" not in answers
     assert answers["random_seed"] == 7
-    assert (destination / "src" / "claims_fraud" / "config.py").is_file()
+    assert (destination / "src" / "claims_fraud" / "shared" / "paths.py").is_file()

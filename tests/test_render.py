@@ -100,27 +100,33 @@ CORE_FILES = {
     *(
         f"tests/test_{name}.py"
         for name in (
-            "config",
-            "data",
             "doctor",
             "evaluate",
             "experiments",
-            "features",
+            "featurize",
             "imports",
+            "params",
+            "pipeline_code",
             "policy",
+            "prepare",
             "promote",
+            "records",
             "report",
             "reproduce",
-            "reproducibility",
-            "runs",
             "tracking",
             "train",
+            "verify",
         )
     ),
     "tests/conftest.py",
 }
-MODULES = {"__init__", "config", "data", "evaluate", "features", "policy", "reproducibility"}
-MODULES |= {"doctor", "experiments", "promote", "report", "reproduce", "runs", "tracking", "train"}
+# The package's modules on their floors (the report's subpackage is listed by test_results.py).
+MODULES = {"__init__", "shared/__init__", "stages/__init__", "commands/__init__"}
+MODULES |= {f"shared/{name}" for name in ("display", "git", "lock", "params", "paths")}
+MODULES |= {f"shared/{name}" for name in ("policy", "records", "seeding", "splits", "tracking")}
+MODULES |= {f"stages/{name}" for name in ("prepare", "featurize", "train", "evaluate")}
+MODULES |= {f"commands/{name}" for name in ("check_tracker", "doctor", "experiments", "find_run")}
+MODULES |= {f"commands/{name}" for name in ("gate", "promote", "rebuild", "reproduce", "verify")}
 CI_FILES = {
     "github": {
         ".github/workflows/ci.yml",
@@ -139,14 +145,15 @@ def expected_files(answers: dict) -> set[str]:
     package = answers["package_name"]
     files = CORE_FILES | {f"src/{package}/{module}.py" for module in MODULES}
     if answers["include_example"]:
-        files |= {f"src/{package}/synthetic.py", "tests/test_synthetic.py", "data/raw/.gitignore"}
+        files |= {f"src/{package}/stages/generate.py", "tests/test_generate.py"}
+        files |= {"data/raw/.gitignore"}
     if answers["use_docker"]:
         files |= {"Dockerfile", ".dockerignore"}
     if answers.get("use_devcontainer"):
         files |= {".devcontainer/devcontainer.json"}
     if answers["experiment_tracker"] == "mlflow":  # the team stack
         files |= {"compose.yaml", "stack/mlflow.Dockerfile", "stack/requirements.txt"}
-        files |= {f"src/{package}/move_runs.py"}
+        files |= {f"src/{package}/commands/move_runs.py", f"src/{package}/shared/mlflow_store.py"}
     return files | CI_FILES[answers["ci_provider"]]
 
 

@@ -47,6 +47,9 @@ for (const svg of document.querySelectorAll("svg.results-chart")) {
 }
 </script>"""
 EVERY_PROBLEM_TYPE = pytest.mark.parametrize("ran_project", PROBLEM_TYPES, indirect=True)
+# src/<package>/commands/report/: its modules and the page's markup, a packaged Jinja2
+# template (test_render.py's list of generated files leaves them to this one).
+REPORT_FILES = {"__init__.py", "__main__.py", "charts.py", "page.html.j2", "page.py", "results.py"}
 
 pytestmark = pytest.mark.e2e
 
@@ -295,7 +298,14 @@ def test_report_is_the_same_bytes_when_made_again(results_project: Path, tmp_pat
     package = yaml.safe_load((results_project / ".copier-answers.yml").read_text())["package_name"]
     again = tmp_path / "report.html"
     run(
-        ["uv", "run", "--locked", "python", "-m", f"{package}.report", "--output", again],
+        ["uv", "run", "--locked", "python", "-m", f"{package}.commands.report", "--output", again],
         results_project,
     )
     assert again.read_bytes() == (results_project / "reports" / "report.html").read_bytes()
+
+
+@EVERY_PROBLEM_TYPE
+def test_the_report_is_its_modules_and_one_template(results_project: Path) -> None:
+    package = yaml.safe_load((results_project / ".copier-answers.yml").read_text())["package_name"]
+    folder = results_project / "src" / package / "commands" / "report"
+    assert {path.name for path in folder.iterdir() if path.is_file()} == REPORT_FILES

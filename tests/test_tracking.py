@@ -241,7 +241,7 @@ def test_only_the_chosen_tracker_is_installed(tracked_project) -> None:
 
 def test_doctor_passes_a_clean_project_and_names_a_committed_env_file(tracked_project) -> None:
     _, project = tracked_project
-    doctor = ["uv", "run", "--locked", "python", "-m", "claims_fraud_detection.doctor"]
+    doctor = ["uv", "run", "--locked", "python", "-m", "claims_fraud_detection.commands.doctor"]
     if run(["git", "status", "--porcelain"], project).stdout.strip():
         commit_all(project, "Run the pipeline")
     clean = run(doctor, project, check=False)

@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from packaging.version import Version
 from support import (
     CONFIG_PY,
-    LEFT_BEHIND,
+    OLD_CONFIG_PY,
     PACKAGE,
-    TEMPLATE_ROOT,
     USER_FUNCTION,
     answers,
     commit_all,
@@ -29,20 +27,11 @@ from support import (
     generate,
     git,
     release,
-    release_commit,
+    released_template,
     run,
     sub,
     update,
 )
-
-
-def latest_release() -> str:
-    headings = re.findall(
-        r"^## \[(\d+\.\d+\.\d+)\]",
-        (TEMPLATE_ROOT / "CHANGELOG.md").read_text(),
-        flags=re.MULTILINE,
-    )
-    return max(headings, key=Version)
 
 
 def next_patch(version: str) -> str:
@@ -64,25 +53,14 @@ def used_since_0_1_0(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
     notes of every release in between, runs the pipeline again and commits.
     """
     root = tmp_path_factory.mktemp("since-0.1.0")
-    template = root / "template"
-    run(["git", "clone", "--quiet", "--no-local", TEMPLATE_ROOT, template], root)
-    first = release_commit(template, "0.1.0")
-    assert first, "no commit added ## [0.1.0] to CHANGELOG.md: is the history complete?"
-    git(template, "tag", "v0.1.0", first)
-    # Today's template (the working tree, as this run tests it) as the newest release.
-    git(template, "rm", "-r", "--quiet", ".")
-    shutil.copytree(TEMPLATE_ROOT, template, ignore=LEFT_BEHIND, dirs_exist_ok=True, symlinks=True)
-    new = latest_release()
-    git(template, "add", "--all")
-    git(template, "commit", "--quiet", "--no-verify", "--allow-empty", "-m", f"Release {new}")
-    git(template, "tag", f"v{new}")
+    template, new = released_template(root, "0.1.0")
 
     project = generate(template, root / "claims-fraud-detection")
     run(["make", "setup"], project)
     run(["make", "repro"], project)
     commit_all(project, "First run")
     sub(project / "params.yaml", r"^(\s+C:) 1\.0$", r"\1 0.7")
-    (project / CONFIG_PY).write_text((project / CONFIG_PY).read_text() + USER_FUNCTION)
+    (project / OLD_CONFIG_PY).write_text((project / OLD_CONFIG_PY).read_text() + USER_FUNCTION)
     commit_all(project, "Our changes")
 
     update(project)

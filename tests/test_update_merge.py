@@ -66,7 +66,7 @@ def improve_template(template: Path) -> None:
         "Ask the maintainers in the issue tracker.",
     )
     edit(
-        tpl / "src" / "{{ package_name }}" / "config.py",
+        tpl / "src" / "{{ package_name }}" / "shared" / "paths.py.jinja",
         "from __future__ import annotations\n",
         "from __future__ import annotations\n\n# Paths below are relative to the project root.\n",
     )

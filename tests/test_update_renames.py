@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from support import (
+    PACKAGE,
     TEMPLATE_ROOT,
     USER_NOTEBOOK,
     answers,
@@ -41,7 +42,7 @@ def rename_notebooks_in_0_2_0(template: Path) -> None:
     edit(template / "copier.yml", "  - notebooks/**\n", "  - analysis/**\n")
     edit(
         template / "hooks" / "migrations" / "renames.yml",
-        "renames: []\n",
+        "renames:\n",
         'renames:\n  - version: "0.2.0"\n    old: notebooks\n    new: analysis\n',
     )
     release(template, "v0.2.0", "Rename notebooks/ to analysis/")
@@ -102,12 +103,15 @@ renames:
 def rename(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the migration in ``tmp_path`` with its own renames table."""
     table = tmp_path.parent / f"{tmp_path.name}-renames.yml"
+    answers = tmp_path.parent / f"{tmp_path.name}-answers.yml"
+    answers.write_text(f"package_name: {PACKAGE}\n")
 
     def _rename(
         version_from: str, version_to: str, table_text: str, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         table.write_text(table_text)
         command = [sys.executable, RENAME_SCRIPT, version_from, version_to, f"--table={table}"]
+        command.append(f"--answers-file={answers}")
         return run(command, tmp_path, check=check, env=tool_env())
 
     return _rename
@@ -187,3 +191,14 @@ def test_the_shipped_renames_table_is_valid(tmp_path: Path, rename) -> None:
     shipped = (TEMPLATE_ROOT / "hooks" / "migrations" / "renames.yml").read_text()
     rename("0.0.1", "999", shipped)
     assert tree(tmp_path) == []
+
+
+def test_a_path_names_the_projects_package(tmp_path: Path, rename) -> None:
+    """``{{ package_name }}`` in a rename is the project's own package."""
+    old = tmp_path / "src" / PACKAGE / "config.py"
+    old.parent.mkdir(parents=True)
+    old.write_text("SEED = 1\n")
+    package = "src/{{ package_name }}"
+    rename("0.1", "2.0", one_rename(f"{package}/config.py", f"{package}/shared/paths.py"))
+    assert not old.exists()
+    assert (tmp_path / "src" / PACKAGE / "shared" / "paths.py").read_text() == "SEED = 1\n"

@@ -8,35 +8,55 @@ copier.yml runs it after every `copier update` between two released versions::
           - "{{ _copier_conf.src_path }}/hooks/migrations/rename_paths.py"
           - "{{ _version_pep440_from }}"
           - "{{ _version_pep440_to }}"
+          - "--answers-file={{ _copier_conf.answers_file }}"
         when: "{{ _stage == 'after' }}"
 
 The renames themselves are data, in renames.yml next to this script: each has
-the version that made it, an old path and a new path. An update from FROM to
-TO applies the renames with FROM < version <= TO, oldest first, so a project
-that skips releases still gets every move. Each moves a file, or every file
-under a folder, to its new place:
+the version that made it, an old path and a new path (``{{ package_name }}``
+and any other answer in a path is replaced by the project's answer). An update
+from FROM to TO applies the renames with FROM < version <= TO, oldest first,
+so a project that skips releases still gets every move.
 
-- a file whose new place is free is moved there;
-- a file identical to the one already at its new place is removed;
-- a file that differs from the one at its new place stays where it is, and is
+A file of the user's own (a notebook, say) is still where it was; it moves:
+
+- to its new place when that place is free;
+- nowhere when the file at its new place is identical (the old one is removed);
+- nowhere when the file at its new place differs: it stays where it is, and is
   named on stderr, so the user merges the two by hand (nothing is lost).
+
+A file the template renders (a module of the package) is already gone from
+its old place: copier removes the files the new version no longer has, edits
+and all. The edits are in the commit the update started from, so they are
+carried to the new place by a three-way merge (``git merge-file``): the
+user's version, the old version as the template rendered it (rendered again
+here, with the project's answers, at the version it was generated from), and
+the new version at its new place. Where both changed the same lines, the file
+keeps copier's conflict markers, and ``make update-template`` names it.
 
 Running it again changes nothing. Paths must stay inside the project. It runs
 with copier's own Python, so it uses only the standard library and what copier
-itself depends on (PyYAML, packaging).
+itself depends on (PyYAML, packaging, copier).
 """
 
 from __future__ import annotations
 
 import argparse
 import filecmp
+import re
+import subprocess
 import sys
+import tempfile
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 from packaging.version import InvalidVersion, Version
 
 RENAMES = Path(__file__).with_name("renames.yml")
+# The labels copier gives the sides of a conflict, which `make update-template`
+# and the pre-commit hooks look for.
+LABELS = ("before updating", "last update", "after updating")
 
 
 def say(message: str) -> None:
@@ -73,9 +93,82 @@ def remove_empty_folders(folder: Path) -> None:
         folder.rmdir()
 
 
-def rename(old: Path, new: Path, root: Path) -> None:
+def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+
+
+def committed(root: Path, relative: str) -> str | None:
+    """The file's content in the commit the update started from, or ``None``."""
+    shown = git(root, "show", f"HEAD:{relative}")
+    return shown.stdout if shown.returncode == 0 else None
+
+
+@cache
+def old_render(root: Path, answers_file: str) -> Path | None:
+    """The project as the template rendered it at the version it is updated from."""
+    text = committed(root, answers_file)
+    answers: dict[str, Any] = (yaml.safe_load(text) if text else None) or {}
+    source, version = answers.get("_src_path"), answers.get("_commit")
+    if not source or not version:
+        return None
+    import copier  # the migration runs with copier's own Python
+
+    data = {key: value for key, value in answers.items() if not key.startswith("_")}
+    folder = Path(tempfile.mkdtemp(prefix="copier-renames-")) / "project"
+    try:
+        copier.run_copy(
+            str(source),
+            folder,
+            data=data,
+            vcs_ref=str(version),
+            defaults=True,
+            quiet=True,
+            skip_tasks=True,
+            unsafe=True,
+        )
+    except Exception as error:  # noqa: BLE001 - any failure only loses the merge base
+        say(f"could not render {version} again ({error}); edits are merged without a base.")
+        return None
+    return folder
+
+
+def merge_edits(relative: str, new: Path, root: Path, answers_file: str) -> None:
+    """Carry the user's edits of a rendered file that copier removed to its new place."""
+    ours = committed(root, relative)
+    if ours is None:
+        return  # the user had deleted it
+    target = new.relative_to(root)
+    if not new.exists():
+        new.parent.mkdir(parents=True, exist_ok=True)
+        new.write_text(ours, encoding="utf-8")
+        say(f"moved {relative} -> {target}")
+        return
+    rendered = old_render(root, answers_file)
+    base_file = rendered / relative if rendered else None
+    base = base_file.read_text(encoding="utf-8") if base_file and base_file.is_file() else ""
+    if ours == base:
+        return  # not edited: the new version stands
+    with tempfile.TemporaryDirectory() as scratch:
+        current, before = Path(scratch, "current"), Path(scratch, "base")
+        current.write_text(ours, encoding="utf-8")
+        before.write_text(base, encoding="utf-8")
+        labels = [option for label in LABELS for option in ("-L", label)]
+        merged = git(root, "merge-file", *labels, str(current), str(before), str(new))
+        new.write_text(current.read_text(encoding="utf-8"), encoding="utf-8")
+    if merged.returncode == 0:
+        say(f"merged your edits of {relative} into {target}")
+    else:
+        say(
+            f"merged your edits of {relative} into {target}, with conflicts: "
+            "resolve the markers, then commit."
+        )
+
+
+def rename(old: Path, new: Path, root: Path, answers_file: str | None = None) -> None:
     if old.is_symlink() or old.is_file():
         move_file(old, new, root)
+    elif not old.exists() and answers_file is not None:
+        merge_edits(old.relative_to(root).as_posix(), new, root, answers_file)
     elif old.is_dir():
         files = [p for p in old.rglob("*") if p.is_file() or p.is_symlink()]
         for path in sorted(files):
@@ -98,16 +191,38 @@ def load_renames(table: Path) -> list[tuple[Version, str, str]]:
     return sorted(renames, key=lambda rename: rename[0])
 
 
+def expand(path: str, answers: dict[str, Any]) -> str:
+    """``path`` with each ``{{ question }}`` replaced by the project's answer."""
+
+    def answer(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in answers:
+            raise SystemExit(f"[migrate] {path!r} names {name!r}, which the answers lack.")
+        return str(answers[name])
+
+    return re.sub(r"\{\{\s*(\w+)\s*\}\}", answer, path)
+
+
 def main(args: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Apply the template's renames to this project.")
     parser.add_argument("version_from", type=Version, help="the project's template version")
     parser.add_argument("version_to", type=Version, help="the version it is updated to")
     parser.add_argument("--table", type=Path, default=RENAMES, help="renames file (YAML)")
+    parser.add_argument(
+        "--answers-file", help="the project's answers file, for paths that name an answer"
+    )
     options = parser.parse_args(args)
     root = Path.cwd().resolve()
+    answers_path = root / options.answers_file if options.answers_file else None
+    answers = (
+        yaml.safe_load(answers_path.read_text(encoding="utf-8")) or {}
+        if answers_path and answers_path.is_file()
+        else {}
+    )
     for version, old, new in load_renames(options.table):
         if options.version_from < version <= options.version_to:
-            rename(inside(root, old), inside(root, new), root)
+            old_path, new_path = (inside(root, expand(path, answers)) for path in (old, new))
+            rename(old_path, new_path, root, options.answers_file)
     return 0
 
 

@@ -24,8 +24,19 @@ from pathlib import Path
 
 from ...shared import policy
 from ...shared.paths import PROJECT_ROOT, REPORT_FILE
-from .page import render_html
-from .results import METRICS_PATH, load_rules, read_ref, read_workspace
+from .page import markdown_section, render_html
+from .results import METRICS_PATH, Results, load_rules, read_ref, read_workspace
+
+# The command, and what the docs hooks read the results with.
+__all__ = [
+    "Results",
+    "load_rules",
+    "main",
+    "markdown_section",
+    "read_ref",
+    "read_workspace",
+    "write_report",
+]
 
 
 def write_report(base_ref: str, output: Path = REPORT_FILE, root: Path = PROJECT_ROOT) -> int:

@@ -1,8 +1,8 @@
 """The results' charts, drawn with matplotlib as SVG to inline in a page.
 
-matplotlib is imported only when a chart is drawn (the pipeline's stages, the
-docs' Markdown and the report's reading of results never import it). Charts
-are deterministic (the same data gives the same bytes), have a transparent
+matplotlib is imported only when a chart is drawn, never on importing this
+package (the pipeline's stages do not import it at all). Charts are
+deterministic (the same data gives the same bytes), have a transparent
 background, and draw text and axes in ``currentColor``: inline in a page, they
 take its text colour, so they read in light and dark themes alike. Several
 series (a baseline, then the workspace) are overlaid in each chart.

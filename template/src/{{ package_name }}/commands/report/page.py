@@ -101,9 +101,8 @@ def _template() -> Template:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.globals["missing"] = MISSING
     environment.filters["number"] = number
-    return environment.get_template(TEMPLATE)
+    return environment.get_template(TEMPLATE, globals={"missing": MISSING})
 
 
 def _macro(name: str) -> Callable[..., str]:
@@ -174,7 +173,9 @@ def report_page(
         regression=regression,
         tables=_tables(current, rows(rules, base) if base else None),
         charts=charts(series),
-        per_class=[_per_class(results) for results in series if "confusion_matrix" in results.plots],
+        per_class=[
+            _per_class(results) for results in series if "confusion_matrix" in results.plots
+        ],
     )
 
 
