@@ -38,6 +38,10 @@ PYTHON_VERSIONS = list(QUESTIONS["python_version"]["choices"])
 # writes to reports/metrics.json.
 METRICS = {kind: list(spec["metrics"]) for kind, spec in CATALOGUE["problem_types"].items()}
 
+# The files of the report's subpackage (src/<package>/commands/report/): its
+# modules and the HTML template its pages are written from.
+REPORT_FILES = {"__init__.py", "__main__.py", "charts.py", "page.html.j2", "page.py", "results.py"}
+
 # For an end-to-end test that reads the default project after its pipeline ran
 # (the session fixture ``ran_project`` of conftest.py, shared across modules).
 DEFAULT_RUN = pytest.mark.parametrize("ran_project", ["binary_classification"], indirect=True)
@@ -284,6 +288,21 @@ def update(project: Path, *options: str) -> subprocess.CompletedProcess[str]:
 
 def answers(project: Path) -> dict:
     return yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
+
+
+def after_updating(text: str) -> str:
+    """``text`` with each conflict resolved to its "after updating" side (the template's)."""
+    kept, side = [], None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("<<<<<<< "):
+            side = "before"
+        elif line.startswith("=======") and side == "before":
+            side = "after"
+        elif line.startswith(">>>>>>> ") and side == "after":
+            side = None
+        elif side != "before":
+            kept.append(line)
+    return "".join(kept)
 
 
 def conflict_markers(text: str) -> list[str]:

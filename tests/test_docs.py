@@ -182,7 +182,7 @@ def test_pages_name_the_project_and_its_metric(project: Path) -> None:
     for page in ("index.md", "decisions/0002-primary-metric.md", "model-card.md"):
         assert f"`{answers['primary_metric']}`" in pages[page], page
     assert f"{answers['primary_metric_threshold']}" in pages["decisions/0002-primary-metric.md"]
-    assert f"{answers['package_name']}.train" in pages["index.md"]
+    assert f"{answers['package_name']}.stages.train" in pages["index.md"]
 
 
 def test_architecture_has_a_page_per_module_with_the_four_sections(project: Path) -> None:

@@ -150,7 +150,7 @@ def test_an_unseeded_random_draw_does_not_reproduce_and_the_output_is_named(
     team: Team,
 ) -> None:
     project = team.project
-    train = project / "src" / PACKAGE / "train.py"
+    train = project / "src" / PACKAGE / "stages" / "train.py"
     original = train.read_text()
     run(["git", "switch", "--quiet", "--create", "unseeded"], project)
     try:

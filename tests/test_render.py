@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonc
 import pytest
 import yaml
-from support import TEMPLATE_ROOT, generated_files, render, run, tool_env
+from support import REPORT_FILES, TEMPLATE_ROOT, generated_files, render, run, tool_env
 
 AWKWARD = {
     "project_name": 'Détection "Fraude": #1 {v2} \\ d\'Œuvres',
@@ -125,7 +125,8 @@ MODULES = {"__init__", "shared/__init__", "stages/__init__", "commands/__init__"
 MODULES |= {f"shared/{name}" for name in ("display", "git", "lock", "params", "paths")}
 MODULES |= {f"shared/{name}" for name in ("policy", "records", "seeding", "splits", "tracking")}
 MODULES |= {f"stages/{name}" for name in ("prepare", "featurize", "train", "evaluate")}
-MODULES |= {f"commands/{name}" for name in ("check_tracker", "doctor", "experiments", "find_run")}
+MODULES |= {f"commands/{name}" for name in ("arguments", "check_tracker", "doctor", "experiments")}
+MODULES |= {"commands/find_run"}
 MODULES |= {f"commands/{name}" for name in ("gate", "promote", "rebuild", "reproduce", "verify")}
 CI_FILES = {
     "github": {
@@ -144,6 +145,7 @@ def expected_files(answers: dict) -> set[str]:
     """Every file outside docs/ (test_docs.py checks the docs) for these answers."""
     package = answers["package_name"]
     files = CORE_FILES | {f"src/{package}/{module}.py" for module in MODULES}
+    files |= {f"src/{package}/commands/report/{name}" for name in REPORT_FILES}
     if answers["include_example"]:
         files |= {f"src/{package}/stages/generate.py", "tests/test_generate.py"}
         files |= {"data/raw/.gitignore"}
@@ -178,6 +180,8 @@ def test_no_template_syntax_is_left(project: Path) -> None:
     for relpath in generated_files(project):
         if relpath.startswith(("docs/", "mkdocs.yml")) or relpath == ".copier-answers.yml":
             continue  # checked by test_docs.py; answers may quote user text verbatim
+        if relpath.endswith(".j2"):
+            continue  # a Jinja template of the project's own (the report page), copied as is
         text = (project / relpath).read_text(encoding="utf-8")
         assert not leftovers.search(text.replace("{{ not jinja }}", "")), relpath
         assert not relpath.endswith(".jinja"), relpath

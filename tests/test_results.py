@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import PROBLEM_TYPES, run
+from support import PROBLEM_TYPES, REPORT_FILES, run
 
 CHROMIUM = shutil.which("chromium")
 PAGES = {
@@ -49,7 +49,6 @@ for (const svg of document.querySelectorAll("svg.results-chart")) {
 EVERY_PROBLEM_TYPE = pytest.mark.parametrize("ran_project", PROBLEM_TYPES, indirect=True)
 # src/<package>/commands/report/: its modules and the page's markup, a packaged Jinja2
 # template (test_render.py's list of generated files leaves them to this one).
-REPORT_FILES = {"__init__.py", "__main__.py", "charts.py", "page.html.j2", "page.py", "results.py"}
 
 pytestmark = pytest.mark.e2e
 

@@ -165,7 +165,7 @@ def test_queued_experiments_are_each_recorded_once_running_their_own_code(
         project,
     )
     # The workspace moves on while the queue waits: no queued experiment may run this code.
-    train = project / "src" / "claims_fraud_detection" / "train.py"
+    train = project / "src" / "claims_fraud_detection" / "stages" / "train.py"
     original = train.read_text()
     train.write_text(
         original.replace("def main()", 'raise SystemExit("workspace code")\n\n\ndef main()')

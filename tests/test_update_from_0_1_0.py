@@ -20,6 +20,7 @@ from support import (
     OLD_CONFIG_PY,
     PACKAGE,
     USER_FUNCTION,
+    after_updating,
     answers,
     commit_all,
     conflict_markers,
@@ -72,6 +73,12 @@ def used_since_0_1_0(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
         and ".venv" not in path.parts
         and conflict_markers(path.read_text(encoding="utf-8", errors="ignore"))
     ]
+    # 0.8.0 dissolved config.py: the user's function, appended after the
+    # load_params the template moved away, stands in a conflict in its new home.
+    # The user keeps the new version and their function, as they would by hand.
+    merged = (project / CONFIG_PY).read_text(encoding="utf-8")
+    assert "def claims_table_path" in merged
+    (project / CONFIG_PY).write_text(after_updating(merged).rstrip("\n") + "\n" + USER_FUNCTION)
 
     # The upgrade notes of 0.2.0 (and later), as a user follows them.
     if (project / "reports" / "fingerprint.json").exists():
@@ -98,13 +105,14 @@ def used_since_0_1_0(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
 def test_a_project_from_the_released_0_1_0_updates_and_runs_the_new_lifecycle(
     used_since_0_1_0: dict[str, Any],
 ) -> None:
-    """The update merges cleanly, and the project's own tools then work (`make test` ran)."""
+    """The update merges (one visible conflict, resolved), and the project's tools then work."""
     project = used_since_0_1_0["project"]
     assert answers(project)["_commit"] == f"v{used_since_0_1_0['version']}"
-    assert used_since_0_1_0["conflicted"] == []
+    assert used_since_0_1_0["conflicted"] == [CONFIG_PY]
     assert "C: 0.7" in (project / "params.yaml").read_text()
     assert "def claims_table_path" in (project / CONFIG_PY).read_text()
-    assert (project / "src" / PACKAGE / "reproduce.py").is_file()
+    assert (project / "src" / PACKAGE / "commands" / "reproduce.py").is_file()
+    assert not (project / OLD_CONFIG_PY).exists()
     listed = run(["make", "--silent", "experiments"], project).stdout
     assert "<- pick" in listed
     found = json.loads(run(["make", "--silent", "find-run", "REF=HEAD"], project).stdout)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from ..shared import tracking
+from .arguments import failed
 
 
 def main() -> int:
@@ -16,8 +17,7 @@ def main() -> int:
     try:
         tracking.check_reachable()
     except tracking.TrackingError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return failed(error, 1)
     return 0
 
 

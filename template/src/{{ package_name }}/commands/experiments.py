@@ -25,6 +25,7 @@ from typing import Any
 from ..shared import policy, records, tracking
 from ..shared.display import MISSING, number, table
 from ..shared.paths import METRICS_FILE, PARAMS_FILE, PROJECT_ROOT, in_repository
+from .arguments import failed
 
 SELECTION_SPLIT = "validation"
 PARAMS_PATH = in_repository(PARAMS_FILE)
@@ -251,8 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rules = policy.load_policy()
         experiments = show_experiments()
     except (policy.PolicyError, ExperimentsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return failed(error, 2)
     if not experiments:
         print("No experiment has metrics yet: run `make repro` or `dvc exp run` first.")
         return 0

@@ -24,10 +24,7 @@ def run_gate(
     ref = rules["regression"]["baseline_ref"] if baseline_ref is None else baseline_ref
     against_baseline, note = policy.regression_checks(rules, metrics, metrics_path, ref)
     checks = [*policy.evaluate_policy(rules, metrics), *against_baseline]
-    print(policy.format_table(checks))
-    if note:
-        print(note)
-    failed = policy.failure_summary(checks)
+    failed = policy.show(checks, note)
     if failed:
         print(f"metrics policy failed: {failed}", file=sys.stderr)
         return 1

@@ -21,7 +21,6 @@ every promoted version.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -41,6 +40,7 @@ from ..shared.paths import (
     PROJECT_ROOT,
     in_repository,
 )
+from .arguments import failed, ref_from
 
 STAGE = "champion"
 METRICS_PATH = in_repository(METRICS_FILE)
@@ -133,12 +133,9 @@ def promote(ref: str, root: Path = PROJECT_ROOT) -> int:
         return 0
     checks, note, metrics = gate(commit, root)
     print(f"Gate for {ref} (commit {commit[:12]}) on the {policy.GATE_SPLIT} split:")
-    print(policy.format_table(checks))
-    if note:
-        print(note)
-    failed = policy.failure_summary(checks)
-    if failed:
-        print(f"not promoted: {failed}", file=sys.stderr)
+    refused = policy.show(checks, note)
+    if refused:
+        print(f"not promoted: {refused}", file=sys.stderr)
         return 1
     number = max((version.number for version in known), default=0) + 1
     version_tag, stage_tag = f"{name}@v{number}.0.0", f"{name}#{STAGE}#{number}"
@@ -177,17 +174,12 @@ def promote(ref: str, root: Path = PROJECT_ROOT) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Promote an experiment (``make promote EXP=<name>``)."""
-    parser = argparse.ArgumentParser(
-        prog="promote",
-        description="Judge an experiment on the test split; register its model if it passes.",
-    )
-    parser.add_argument("ref", help="DVC experiment name, commit, tag or run id")
-    args = parser.parse_args(argv)
+    description = "Judge an experiment on the test split; register its model if it passes."
+    ref = ref_from(argv, "promote", description)
     try:
-        return promote(args.ref)
+        return promote(ref)
     except (PromoteError, policy.PolicyError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return failed(error, 2)
 
 
 if __name__ == "__main__":

@@ -227,6 +227,14 @@ def format_table(checks: Sequence[Check]) -> str:
     return table(rows)
 
 
+def show(checks: Sequence[Check], note: str = "") -> str:
+    """Print the checks' table (and why a rule was skipped); return :func:`failure_summary`."""
+    print(format_table(checks))
+    if note:
+        print(note)
+    return failure_summary(checks)
+
+
 def failure_summary(checks: Sequence[Check]) -> str:
     """Why the checks failed, in one line (empty when every check passed)."""
     return "; ".join(
