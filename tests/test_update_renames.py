@@ -42,8 +42,8 @@ def rename_notebooks_in_0_2_0(template: Path) -> None:
     edit(template / "copier.yml", "  - notebooks/**\n", "  - analysis/**\n")
     edit(
         template / "hooks" / "migrations" / "renames.yml",
-        "renames:\n",
-        'renames:\n  - version: "0.2.0"\n    old: notebooks\n    new: analysis\n',
+        "\nrenames:\n",
+        '\nrenames:\n  - version: "0.2.0"\n    old: notebooks\n    new: analysis\n',
     )
     release(template, "v0.2.0", "Rename notebooks/ to analysis/")
 
