@@ -32,7 +32,7 @@ print(json.dumps(rows))
 """,
     "dvclive": """
 import json, pathlib, subprocess
-from claims_fraud_detection import runs
+from claims_fraud_detection.shared import records as runs
 
 
 def show(commit, name):
@@ -72,7 +72,7 @@ print(json.dumps(found))
 """,
     "none": """
 import json
-from claims_fraud_detection import runs
+from claims_fraud_detection.shared import records as runs
 records = [runs.record_at(c) for c in runs.experiment_commits().values()]
 records.append(json.loads(runs.RECORD_FILE.read_text()))
 print(json.dumps([[r["run_id"], json.dumps(r)] for r in records]))
@@ -204,7 +204,7 @@ def test_queued_experiments_are_each_recorded_once_running_their_own_code(
 
 LOCK_KEY = """
 import subprocess, yaml
-from claims_fraud_detection import runs
+from claims_fraud_detection.shared import records as runs
 lock = subprocess.run(
     ["git", "show", "{commit}:dvc.lock"], capture_output=True, text=True, check=True
 )
