@@ -41,8 +41,10 @@ itself depends on (PyYAML, packaging, copier).
 from __future__ import annotations
 
 import argparse
+import atexit
 import filecmp
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,6 +59,7 @@ RENAMES = Path(__file__).with_name("renames.yml")
 # The labels copier gives the sides of a conflict, which `make update-template`
 # and the pre-commit hooks look for.
 LABELS = ("before updating", "last update", "after updating")
+MARKER = f"<<<<<<< {LABELS[0]}".encode()
 
 
 def say(message: str) -> None:
@@ -93,32 +96,47 @@ def remove_empty_folders(folder: Path) -> None:
         folder.rmdir()
 
 
-def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+def git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True)
 
 
-def committed(root: Path, relative: str) -> str | None:
-    """The file's content in the commit the update started from, or ``None``."""
-    shown = git(root, "show", f"HEAD:{relative}")
+def committed(root: Path, relative: str) -> bytes | None:
+    """The file's bytes in the commit the update started from, or ``None``.
+
+    ``HEAD:./path`` is read from the project's folder, which may be a
+    subfolder of its git repository.
+    """
+    shown = git(root, "show", f"HEAD:./{relative}")
     return shown.stdout if shown.returncode == 0 else None
+
+
+def committed_answers(root: Path, answers_file: str) -> dict[str, Any]:
+    """The answers the project had before the update (its version, source and answers)."""
+    text = committed(root, answers_file)
+    answers = yaml.safe_load(text.decode("utf-8")) if text else None
+    return answers if isinstance(answers, dict) else {}
 
 
 @cache
 def old_render(root: Path, answers_file: str) -> Path | None:
-    """The project as the template rendered it at the version it is updated from."""
-    text = committed(root, answers_file)
-    answers: dict[str, Any] = (yaml.safe_load(text) if text else None) or {}
+    """The project as the template rendered it at the version it is updated from.
+
+    ``None`` when it cannot be rendered again: then no edit is merged (the
+    user's version is kept at its old place, and named).
+    """
+    answers = committed_answers(root, answers_file)
     source, version = answers.get("_src_path"), answers.get("_commit")
     if not source or not version:
         return None
     import copier  # the migration runs with copier's own Python
 
     data = {key: value for key, value in answers.items() if not key.startswith("_")}
-    folder = Path(tempfile.mkdtemp(prefix="copier-renames-")) / "project"
+    scratch = Path(tempfile.mkdtemp(prefix="copier-renames-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     try:
         copier.run_copy(
             str(source),
-            folder,
+            scratch / "project",
             data=data,
             vcs_ref=str(version),
             defaults=True,
@@ -127,34 +145,53 @@ def old_render(root: Path, answers_file: str) -> Path | None:
             unsafe=True,
         )
     except Exception as error:  # noqa: BLE001 - any failure only loses the merge base
-        say(f"could not render {version} again ({error}); edits are merged without a base.")
+        say(f"could not render {version} again to merge your edits ({error}).")
         return None
-    return folder
+    return scratch / "project"
+
+
+def keep_at_old_place(relative: str, ours: bytes, root: Path, why: str) -> None:
+    """Put the user's edited version back where it was, and say why it was not merged."""
+    old = root / relative
+    old.parent.mkdir(parents=True, exist_ok=True)
+    old.write_bytes(ours)
+    say(f"kept your edited {relative} where it was: {why}; move your edits by hand.")
 
 
 def merge_edits(relative: str, new: Path, root: Path, answers_file: str) -> None:
-    """Carry the user's edits of a rendered file that copier removed to its new place."""
+    """Carry the user's edits of a rendered file that copier removed to its new place.
+
+    The user's version is the one committed before the update; the base, the
+    same file as the old version rendered it. An unedited file needs nothing;
+    a file the user deleted stays deleted at its new place too.
+    """
     ours = committed(root, relative)
-    if ours is None:
-        return  # the user had deleted it
-    target = new.relative_to(root)
-    if not new.exists():
-        new.parent.mkdir(parents=True, exist_ok=True)
-        new.write_text(ours, encoding="utf-8")
-        say(f"moved {relative} -> {target}")
-        return
     rendered = old_render(root, answers_file)
     base_file = rendered / relative if rendered else None
-    base = base_file.read_text(encoding="utf-8") if base_file and base_file.is_file() else ""
+    base = base_file.read_bytes() if base_file and base_file.is_file() else None
+    target = new.relative_to(root).as_posix()
+    if ours is None:
+        if base is not None and new.is_file() and not committed(root, target):
+            new.unlink()  # deleted by the user before: the template's new copy goes too
+            say(f"removed {target}: you had deleted {relative}")
+        return
     if ours == base:
-        return  # not edited: the new version stands
+        return  # not edited: the new version stands (or its absence, when it has none)
+    if base is None:
+        keep_at_old_place(relative, ours, root, "the version it came from could not be read")
+        return
+    if not new.is_file():
+        keep_at_old_place(relative, ours, root, f"this version has no {target}")
+        return
+    if MARKER in new.read_bytes():
+        return  # merged on an earlier run, conflicts still to resolve
     with tempfile.TemporaryDirectory() as scratch:
         current, before = Path(scratch, "current"), Path(scratch, "base")
-        current.write_text(ours, encoding="utf-8")
-        before.write_text(base, encoding="utf-8")
+        current.write_bytes(ours)
+        before.write_bytes(base)
         labels = [option for label in LABELS for option in ("-L", label)]
         merged = git(root, "merge-file", *labels, str(current), str(before), str(new))
-        new.write_text(current.read_text(encoding="utf-8"), encoding="utf-8")
+        new.write_bytes(current.read_bytes())
     if merged.returncode == 0:
         say(f"merged your edits of {relative} into {target}")
     else:
@@ -219,9 +256,12 @@ def main(args: list[str]) -> int:
         if answers_path and answers_path.is_file()
         else {}
     )
+    # Old paths are the project's before the update (an answer may change with it).
+    before = committed_answers(root, options.answers_file) if options.answers_file else {}
     for version, old, new in load_renames(options.table):
         if options.version_from < version <= options.version_to:
-            old_path, new_path = (inside(root, expand(path, answers)) for path in (old, new))
+            old_path = inside(root, expand(old, before or answers))
+            new_path = inside(root, expand(new, answers))
             rename(old_path, new_path, root, options.answers_file)
     return 0
 

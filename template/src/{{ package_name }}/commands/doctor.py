@@ -32,7 +32,6 @@ from ..shared.paths import (
     DVC_YAML_FILE,
     LOCK_FILE,
     POLICY_FILE,
-    POLICY_SCHEMA_FILE,
     PROJECT_ROOT,
 )
 
@@ -122,7 +121,7 @@ def check_pipeline(root: Path) -> Finding:
 def check_policy(root: Path) -> Finding:
     """The metrics policy is valid against its schema."""
     try:
-        policy.load_policy(root / POLICY_FILE.name, root / POLICY_SCHEMA_FILE.name)
+        policy.load_project_policy(root)
     except policy.PolicyError as error:
         return fail(f"{error}: fix it (docs/metrics-policy.md describes every field)")
     return ok(f"{POLICY_FILE.name} is valid")

@@ -24,12 +24,10 @@ from typing import Any
 
 from ..shared import policy, records, tracking
 from ..shared.display import MISSING, number, table
-from ..shared.paths import METRICS_FILE, PARAMS_FILE, PROJECT_ROOT, in_repository
+from ..shared.paths import METRICS_PATH, PARAMS_PATH, POLICY_FILE, PROJECT_ROOT
 from .arguments import failed
 
 SELECTION_SPLIT = "validation"
-PARAMS_PATH = in_repository(PARAMS_FILE)
-METRICS_PATH = in_repository(METRICS_FILE)
 MAX_WIDTH = 120
 WORKSPACE = "workspace"  # the rev DVC gives the working tree
 # States of queued experiments that have finished (DVC's executor states).
@@ -223,7 +221,7 @@ def report(experiments: Sequence[Experiment], rules: Mapping[str, Any]) -> Itera
     ranked = rank(experiments, rules)
     chosen = pick(ranked, rules)
     primary = rules["primary_metric"]["name"]
-    yield f"Experiments on the {SELECTION_SPLIT} split, checked against metrics_policy.yaml:"
+    yield f"Experiments on the {SELECTION_SPLIT} split, checked against {POLICY_FILE.name}:"
     yield format_table(ranked, rules, chosen)
     if chosen is None:
         yield "No experiment passes the policy on the validation split: none to pick."

@@ -32,18 +32,10 @@ from typing import Any
 from ..shared import policy, records, tracking
 from ..shared.git import git, show_file
 from ..shared.lock import read_yaml
-from ..shared.paths import (
-    DVC_YAML_FILE,
-    METRICS_FILE,
-    POLICY_FILE,
-    POLICY_SCHEMA_FILE,
-    PROJECT_ROOT,
-    in_repository,
-)
+from ..shared.paths import DVC_YAML_FILE, METRICS_PATH, PROJECT_ROOT
 from .arguments import failed, ref_from
 
 STAGE = "champion"
-METRICS_PATH = in_repository(METRICS_FILE)
 
 
 class PromoteError(Exception):
@@ -100,7 +92,7 @@ def gate(
 
     Returns the checks, a note when the regression rule was skipped, and the metrics.
     """
-    rules = policy.load_policy(root / POLICY_FILE.name, root / POLICY_SCHEMA_FILE.name)
+    rules = policy.load_project_policy(root)
     text = show_file(root, commit, METRICS_PATH)
     if text is None:
         raise PromoteError(f"commit {commit[:12]} has no {METRICS_PATH}")

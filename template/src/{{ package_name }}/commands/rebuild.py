@@ -26,10 +26,8 @@ from typing import Any
 from ..shared import tracking
 from ..shared.git import git
 from ..shared.lock import data_hashes, read_lock
-from ..shared.paths import LOCK_FILE, METRICS_FILE, in_repository
+from ..shared.paths import LOCK_PATH, METRICS_PATH
 
-LOCK_PATH = in_repository(LOCK_FILE)
-METRICS_PATH = in_repository(METRICS_FILE)
 # Where the repository sits inside the container in --in-image runs.
 IMAGE_WORKDIR = "/reproduce"
 ENGINES = ("docker", "podman", "buildah")

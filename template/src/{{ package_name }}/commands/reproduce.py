@@ -39,9 +39,10 @@ import yaml
 from ..shared import display, policy, records, tracking
 from ..shared.git import git, show_file
 from ..shared.lock import output_hashes
-from ..shared.paths import PROJECT_ROOT
+from ..shared.paths import LOCK_PATH, METRICS_PATH, PROJECT_ROOT
 from . import rebuild
-from .rebuild import LOCK_PATH, METRICS_PATH, ReproduceError
+from .arguments import failed
+from .rebuild import ReproduceError
 
 EXIT_DIFFERS = 1
 EXIT_UNUSABLE = 2
@@ -332,8 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep=args.keep,
         )
     except ReproduceError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_UNUSABLE
+        return failed(error, EXIT_UNUSABLE)
 
 
 if __name__ == "__main__":

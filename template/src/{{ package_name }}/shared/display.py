@@ -8,6 +8,12 @@ from collections.abc import Iterable, Sequence
 MISSING = "-"
 
 
+def yaml_problem(error: Exception) -> str:
+    """Where a YAML parser stopped, as `` (line N: what)``, or nothing when it does not say."""
+    mark = getattr(error, "problem_mark", None)
+    return f" (line {mark.line + 1}: {getattr(error, 'problem', '')})" if mark else ""
+
+
 def number(value: float | None, digits: int = 4) -> str:
     """A metric as every command shows it: ``digits`` decimals, or :data:`MISSING`."""
     return MISSING if value is None else f"{value:.{digits}f}"

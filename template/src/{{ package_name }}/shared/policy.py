@@ -24,9 +24,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .display import number, table
+from .display import number, table, yaml_problem
 from .git import show_file
-from .paths import METRICS_FILE, POLICY_FILE, POLICY_SCHEMA_FILE, shown
+from .paths import METRICS_FILE, POLICY_FILE, POLICY_SCHEMA_FILE, PROJECT_ROOT, shown
 
 # The gate judges the test split, on which nothing was chosen; experiments are
 # compared on the validation split (see metrics_policy.yaml's evaluation).
@@ -76,9 +76,7 @@ def load_policy(
     try:
         policy = yaml.safe_load(_read_text(path, "metrics policy"))
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1}: {getattr(error, 'problem', '')})" if mark else ""
-        raise PolicyError(f"{shown(path)} is not valid YAML{where}") from None
+        raise PolicyError(f"{shown(path)} is not valid YAML{yaml_problem(error)}") from None
     try:
         schema = json.loads(_read_text(schema_path, "metrics policy schema"))
     except json.JSONDecodeError as error:
@@ -99,6 +97,11 @@ def load_policy(
     if len(set(guardrails)) != len(guardrails):
         raise PolicyError(f"{shown(path)}: a metric appears twice in guardrails")
     return policy
+
+
+def load_project_policy(root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """The policy of the project at ``root`` (its ``metrics_policy.yaml`` and schema)."""
+    return load_policy(root / POLICY_FILE.name, root / POLICY_SCHEMA_FILE.name)
 
 
 def parse_metrics(text: str, source: str, split: str = GATE_SPLIT) -> dict[str, float]:

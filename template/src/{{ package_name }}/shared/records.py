@@ -33,10 +33,9 @@ from .paths import (
     PARAMS_FILENAME,
     PROJECT_ROOT,
     RECORD_FILE,
-    in_repository,
+    RECORD_PATH,
 )
 
-RECORD_PATH = in_repository(RECORD_FILE)  # inside any commit of the repository
 # The stage that records the run: its own dvc.lock entry is written after it ends.
 RECORDING_STAGE = "evaluate"
 

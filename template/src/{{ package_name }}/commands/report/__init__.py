@@ -23,9 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ...shared import policy
-from ...shared.paths import PROJECT_ROOT, REPORT_FILE
+from ...shared.paths import METRICS_PATH, PROJECT_ROOT, REPORT_FILE
+from ..arguments import failed
 from .page import markdown_section, render_html
-from .results import METRICS_PATH, Results, load_rules, read_ref, read_workspace
+from .results import Results, load_rules, read_ref, read_workspace
 
 # The command, and what the docs hooks read the results with.
 __all__ = [
@@ -72,5 +73,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = args.base or load_rules()["regression"]["baseline_ref"]
         return write_report(base, args.output)
     except policy.PolicyError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return failed(error, 1)

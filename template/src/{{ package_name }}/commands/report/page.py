@@ -18,10 +18,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
 from ...shared import policy
 from ...shared.display import MISSING, number
-from ...shared.paths import REPORTS_DIR, in_repository
+from ...shared.paths import METRICS_PATH, REPORTS_DIR, in_repository
 from .charts import Chart, charts
 from .results import (
-    METRICS_PATH,
     SPLITS,
     Part,
     Results,

@@ -21,17 +21,8 @@ import pandas as pd
 
 from ...shared import policy, records
 from ...shared.git import show_file
-from ...shared.paths import (
-    METRICS_FILE,
-    PLOTS_DIR,
-    POLICY_FILE,
-    POLICY_SCHEMA_FILE,
-    PROJECT_ROOT,
-    in_repository,
-)
+from ...shared.paths import METRICS_PATH, PLOTS_PATH, PROJECT_ROOT
 
-METRICS_PATH = in_repository(METRICS_FILE)
-PLOTS_PATH = in_repository(PLOTS_DIR)
 SPLITS = ("validation", "test")
 # The tables the evaluate stage writes to reports/plots/ (each problem type some of them).
 PLOT_NAMES = ("precision_recall", "roc", "confusion_matrix", "predictions")
@@ -125,9 +116,7 @@ def read_ref(ref: str, root: Path = PROJECT_ROOT) -> Results | None:
 
 def load_rules(root: Path = PROJECT_ROOT) -> dict[str, Any]:
     """The metrics policy, read and validated by the gate's own loader."""
-    return policy.load_policy(
-        root / in_repository(POLICY_FILE), root / in_repository(POLICY_SCHEMA_FILE)
-    )
+    return policy.load_project_policy(root)
 
 
 # ------------------------------------------------------------------ verdicts
