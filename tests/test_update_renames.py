@@ -202,3 +202,23 @@ def test_a_path_names_the_projects_package(tmp_path: Path, rename) -> None:
     rename("0.1", "2.0", one_rename(f"{package}/config.py", f"{package}/shared/paths.py"))
     assert not old.exists()
     assert (tmp_path / "src" / PACKAGE / "shared" / "paths.py").read_text() == "SEED = 1\n"
+
+
+def test_an_edited_module_copier_removed_stays_at_its_old_place_without_a_base(
+    tmp_path: Path, rename
+) -> None:
+    """With no old version to merge against, the user's edits are put back and named."""
+    old = tmp_path / "src" / PACKAGE / "config.py"
+    old.parent.mkdir(parents=True)
+    old.write_text("SEED = 7  # ours\n")
+    git(tmp_path, "init", "--quiet")
+    commit_all(tmp_path, "Our edits")
+    old.unlink()  # copier removes a module the new version no longer has
+    new = tmp_path / "src" / PACKAGE / "shared" / "paths.py"
+    new.parent.mkdir()
+    new.write_text("SEED = 1\n")
+    package = "src/{{ package_name }}"
+    done = rename("0.1", "2.0", one_rename(f"{package}/config.py", f"{package}/shared/paths.py"))
+    assert old.read_text() == "SEED = 7  # ours\n"
+    assert new.read_text() == "SEED = 1\n"
+    assert f"kept your edited src/{PACKAGE}/config.py where it was" in done.stderr
