@@ -2,10 +2,14 @@
 
 ``make experiments`` prints one row per experiment (the workspace when it
 differs from its commit, every commit that recorded metrics, and every
-finished experiment, queued ones included): its name, the params it changed
-against its baseline, the policy's primary metric and guardrails on the
-validation split, whether it passes the policy there, and the pick: the best
-primary metric among the experiments that pass every check.
+finished experiment, queued ones included), ranked by the policy's selection
+metric (``selection`` in ``metrics_policy.yaml``): its name, the params it
+changed against its baseline, the selection metric and its bootstrap
+interval, the primary metric and guardrails, whether it passes the policy
+there, and the pick: the best selection metric among the experiments that
+pass every check. Rows whose interval holds the best value are marked within
+noise of it; with ``within_noise: keep_baseline`` the checked-out commit is
+kept when it is one of them.
 
 The rows come from DVC's own JSON (``dvc exp show --json``), the checks from
 the policy module, so the table and the gate never disagree. The test split
@@ -17,18 +21,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..shared import policy, records, tracking
 from ..shared.display import MISSING, number, table
 from ..shared.paths import METRICS_PATH, PARAMS_PATH, POLICY_FILE, PROJECT_ROOT
 from .arguments import failed
 
+if TYPE_CHECKING:
+    from ..shared.intervals import Interval
+
 SELECTION_SPLIT = "validation"
 MAX_WIDTH = 120
+GUIDE = "docs/guides/experiments.md"
 WORKSPACE = "workspace"  # the rev DVC gives the working tree
 # States of queued experiments that have finished (DVC's executor states).
 FINISHED = {"success", "failed"}
@@ -45,6 +54,8 @@ class Experiment:
     metrics: Mapping[str, float]
     failed: bool = False
     changed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    intervals: Mapping[str, Interval] = dataclasses.field(default_factory=dict)
+    current: bool = False  # the checked-out commit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +69,15 @@ class Ranked:
     def passes(self) -> bool:
         """Whether every check of the policy holds."""
         return bool(self.checks) and all(check.passed for check in self.checks)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pick:
+    """The policy's pick, the best selection metric, and the rows within noise of it."""
+
+    chosen: Ranked
+    best: Ranked
+    within_noise: tuple[Ranked, ...]
 
 
 class ExperimentsError(Exception):
@@ -84,6 +104,7 @@ def _experiment(entry: Mapping[str, Any], name: str, baseline: str | None) -> Ex
         params=tracking.flatten(_data(entry, PARAMS_PATH, "params")),
         metrics=split_metrics(metrics),
         failed=entry.get("error") is not None,
+        intervals=policy.intervals_of(metrics, SELECTION_SPLIT),
     )
 
 
@@ -117,6 +138,7 @@ def parse_show(
             workspace = _experiment(entry, WORKSPACE, None)
             continue
         commit = _experiment(entry, str(entry.get("name") or rev[:7]), None)
+        commit = dataclasses.replace(commit, current=rev == head_rev)
         head = head or commit
         listed = {_results(row) for row in found}
         if commit.metrics and rev not in experiment_revs and _results(commit) not in listed:
@@ -172,45 +194,85 @@ def rank(experiments: Sequence[Experiment], rules: Mapping[str, Any]) -> list[Ra
     return [Ranked(experiment, checks(experiment, rules)) for experiment in experiments]
 
 
-def pick(ranked: Sequence[Ranked], rules: Mapping[str, Any]) -> Ranked | None:
-    """The experiment the policy picks: the best primary metric among those that pass.
+def merit(row: Ranked, selection: policy.Selection) -> tuple[float, ...]:
+    """How good a row is by the selection rule, larger is better (a missing value is worst)."""
+    values = []
+    for name, direction in selection.order:
+        value = row.experiment.metrics.get(name)
+        sign = 1 if direction == "maximize" else -1
+        values.append(-math.inf if value is None or math.isnan(value) else sign * value)
+    return tuple(values)
 
-    Ties (the primary metric often sits on a target the decision threshold
-    was tuned to reach) go to the best first guardrail, then the next; the
-    first listed wins a complete tie.
+
+def within_noise(row: Ranked, best: Ranked, selection: policy.Selection) -> bool:
+    """Whether ``best``'s selection metric lies inside ``row``'s bootstrap interval."""
+    value = best.experiment.metrics.get(selection.metric)
+    ends = row.experiment.intervals.get(selection.metric)
+    return value is not None and ends is not None and ends[0] <= value <= ends[1]
+
+
+def pick(ranked: Sequence[Ranked], rules: Mapping[str, Any]) -> Pick | None:
+    """The experiment the policy picks: the best selection metric among those that pass.
+
+    Equal values go to the tie breaks, in order; a complete tie to the row
+    listed first. Rows whose interval holds the best value are within noise
+    of it: with ``within_noise: keep_baseline``, the checked-out commit is
+    picked when it is one of them, since a change must beat noise to replace it.
     """
+    selection = policy.selection_rule(rules)
     passing = [row for row in ranked if row.passes]
     if not passing:
         return None
-    order = [rules["primary_metric"], *rules["guardrails"]]
+    best = max(passing, key=lambda row: merit(row, selection))
+    noisy = tuple(row for row in passing if row is not best and within_noise(row, best, selection))
+    chosen = best
+    if selection.within_noise == "keep_baseline":
+        chosen = next((row for row in noisy if row.experiment.current), best)
+    return Pick(chosen, best, noisy)
 
-    def merit(row: Ranked) -> tuple[float, ...]:
-        signs = [1 if rule["direction"] == "maximize" else -1 for rule in order]
-        return tuple(
-            sign * row.experiment.metrics[rule["name"]]
-            for sign, rule in zip(signs, order, strict=True)
-        )
 
-    return max(passing, key=merit)
+def ordered(ranked: Sequence[Ranked], rules: Mapping[str, Any]) -> list[Ranked]:
+    """The rows best first: passing ones by the selection rule, then failing, then failed runs."""
+    selection = policy.selection_rule(rules)
+
+    def key(row: Ranked) -> tuple[int, tuple[float, ...]]:
+        standing = 0 if row.passes else (2 if row.experiment.failed else 1)
+        return standing, tuple(-value for value in merit(row, selection))
+
+    return sorted(ranked, key=key)
 
 
 def _params_text(changed: Mapping[str, Any]) -> str:
     return " ".join(f"{key}={value}" for key, value in sorted(changed.items())) or MISSING
 
 
-def format_table(ranked: Sequence[Ranked], rules: Mapping[str, Any], chosen: Ranked | None) -> str:
+def columns(rules: Mapping[str, Any]) -> list[str]:
+    """The metrics shown: the selection metric first, then the policy's other metrics."""
+    selection = policy.selection_rule(rules)
+    names = [rules["primary_metric"]["name"], *(rule["name"] for rule in rules["guardrails"])]
+    return [selection.metric, *(name for name in names if name != selection.metric)]
+
+
+def format_table(ranked: Sequence[Ranked], rules: Mapping[str, Any], chosen: Pick | None) -> str:
     """Render the comparison in at most MAX_WIDTH columns (changed params are cut to fit)."""
-    names = [rules["primary_metric"]["name"]] + [rule["name"] for rule in rules["guardrails"]]
-    rows = [["experiment", "changed params", *names, "policy", "pick"]]
-    for row in ranked:
+    names = columns(rules)
+    rows = [["experiment", "changed params", names[0], "interval", *names[1:], "policy", "pick"]]
+    for row in ordered(ranked, rules):
         verdict = "failed" if row.experiment.failed else ("pass" if row.passes else "FAIL")
+        mark = ""
+        if chosen is not None and row is chosen.chosen:
+            mark = "<- pick"
+        elif chosen is not None and (row is chosen.best or row in chosen.within_noise):
+            mark = "best" if row is chosen.best else "within noise"
         rows.append(
             [
                 row.experiment.name,
                 _params_text(row.experiment.changed),
-                *(number(row.experiment.metrics.get(name)) for name in names),
+                number(row.experiment.metrics.get(names[0])),
+                policy.interval_text(row.experiment.intervals.get(names[0])),
+                *(number(row.experiment.metrics.get(name)) for name in names[1:]),
                 verdict,
-                "<- pick" if row is chosen else "",
+                mark,
             ]
         )
     return table(rows, max_width=MAX_WIDTH, squeeze=1)
@@ -220,23 +282,42 @@ def report(experiments: Sequence[Experiment], rules: Mapping[str, Any]) -> Itera
     """The lines ``make experiments`` prints."""
     ranked = rank(experiments, rules)
     chosen = pick(ranked, rules)
-    primary = rules["primary_metric"]["name"]
-    yield f"Experiments on the {SELECTION_SPLIT} split, checked against {POLICY_FILE.name}:"
+    selection = policy.selection_rule(rules)
+    metric = selection.metric
+    yield (
+        f"Experiments on the {SELECTION_SPLIT} split, ranked by {metric}, "
+        f"checked against {POLICY_FILE.name}:"
+    )
     yield format_table(ranked, rules, chosen)
+    if not selection.declared:
+        yield (
+            f"{POLICY_FILE.name} declares no selection rule: ranked by its primary metric "
+            f"(see {GUIDE})."
+        )
     if chosen is None:
         yield "No experiment passes the policy on the validation split: none to pick."
-    else:
+        return
+    name = chosen.chosen.experiment.name
+    noisy = len(chosen.within_noise)
+    if chosen.chosen is not chosen.best:
         yield (
-            f"The policy picks {chosen.experiment.name}: the best {primary} among those passing "
-            "every check (ties go to the guardrails, in order)."
+            f"The policy keeps {name}, the checked-out commit: {chosen.best.experiment.name} "
+            f"has the best {metric}, but within {name}'s interval (noise, not a real gain)."
         )
-        if chosen.experiment.rev == WORKSPACE:
-            yield (
-                "Commit it (git add dvc.lock reports/ && git commit), then "
-                "`make promote EXP=HEAD` judges it on the test split."
-            )
-        else:
-            yield f"`make promote EXP={chosen.experiment.name}` judges it on the test split."
+    else:
+        yield f"The policy picks {name}: the best {metric} among those passing every check."
+    if noisy and chosen.chosen is chosen.best:
+        yield (
+            f"{noisy} other{'s' if noisy > 1 else ''} within noise of it: their {metric} "
+            "interval holds its value; more validation rows would tell them apart."
+        )
+    if chosen.chosen.experiment.rev == WORKSPACE:
+        yield (
+            "Commit it (git add dvc.lock reports/ && git commit), then "
+            "`make promote EXP=HEAD` judges it on the test split."
+        )
+    else:
+        yield f"`make promote EXP={name}` judges it on the test split."
 
 
 def main(argv: Sequence[str] | None = None) -> int:

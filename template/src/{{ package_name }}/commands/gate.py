@@ -20,10 +20,9 @@ def run_gate(
 ) -> int:
     """Print the report and return the exit status (0 when every check passes)."""
     rules = policy.load_policy(policy_path, schema_path)
-    metrics = policy.load_metrics(metrics_path)
+    measured = policy.load_measured(metrics_path)
     ref = rules["regression"]["baseline_ref"] if baseline_ref is None else baseline_ref
-    against_baseline, note = policy.regression_checks(rules, metrics, metrics_path, ref)
-    checks = [*policy.evaluate_policy(rules, metrics), *against_baseline]
+    checks, note = policy.gate_checks(rules, measured, metrics_path, ref)
     failed = policy.show(checks, note)
     if failed:
         print(f"metrics policy failed: {failed}", file=sys.stderr)

@@ -97,12 +97,12 @@ def gate(
     if text is None:
         raise PromoteError(f"commit {commit[:12]} has no {METRICS_PATH}")
     try:
-        metrics = policy.parse_metrics(text, f"{METRICS_PATH} at {commit[:12]}")
+        measured = policy.parse_measured(text, f"{METRICS_PATH} at {commit[:12]}")
     except policy.PolicyError as error:
         raise PromoteError(str(error)) from None
     ref = rules["regression"]["baseline_ref"]
-    against, note = policy.regression_checks(rules, metrics, root / METRICS_PATH, ref)
-    return [*policy.evaluate_policy(rules, metrics), *against], note, metrics
+    checks, note = policy.gate_checks(rules, measured, root / METRICS_PATH, ref)
+    return checks, note, measured.metrics
 
 
 def _tag(root: Path, tag: str, commit: str, message: str) -> None:

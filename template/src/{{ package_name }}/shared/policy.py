@@ -2,7 +2,9 @@
 
 The policy is the team's written agreement on what a better model means: a
 primary metric with a threshold, guardrails that must hold at the same time,
-and a regression rule against the metrics committed at a baseline git ref.
+a margin over a dummy baseline, a regression rule against the metrics
+committed at a baseline git ref, and the rule experiments are ranked by on
+the validation split (:func:`selection_rule`).
 ``make policy`` (:mod:`..commands.gate`) and ``make promote`` check metrics
 with these rules, and show the result with :func:`format_table` and
 :func:`failure_summary`.
@@ -19,14 +21,17 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import yaml
 
-from .display import number, table, yaml_problem
+from .display import MISSING, number, table, yaml_problem
 from .git import show_file
 from .paths import METRICS_FILE, POLICY_FILE, POLICY_SCHEMA_FILE, PROJECT_ROOT, shown
+
+if TYPE_CHECKING:
+    from .intervals import Interval
 
 # The gate judges the test split, on which nothing was chosen; experiments are
 # compared on the validation split (see metrics_policy.yaml's evaluation).
@@ -39,6 +44,11 @@ class PolicyError(Exception):
     """A policy, schema or metrics file that cannot be used (reported in one line)."""
 
 
+# What the evaluate stage writes beside each split's metrics (reports/metrics.json).
+INTERVALS_KEY = "intervals"
+BASELINE_KEY = "baseline"
+
+
 @dataclass(frozen=True)
 class Check:
     """One row of the gate's report."""
@@ -47,6 +57,40 @@ class Check:
     value: float | None
     bound: str
     passed: bool
+    interval: Interval | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How experiments are ranked on the validation split (``selection`` in the policy).
+
+    ``order`` is the selection metric then each tie break, as ``(name,
+    direction)``; ``declared`` is false for a policy written before it had a
+    ``selection`` section, ranked by its primary metric then its guardrails.
+    """
+
+    order: tuple[tuple[str, str], ...]
+    within_noise: str
+    declared: bool
+
+    @property
+    def metric(self) -> str:
+        """The metric experiments are ranked by."""
+        return self.order[0][0]
+
+    @property
+    def direction(self) -> str:
+        """Which way the selection metric is better."""
+        return self.order[0][1]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A split's metrics, their bootstrap intervals, and the dummy baseline's metrics."""
+
+    metrics: dict[str, float]
+    intervals: dict[str, Interval]
+    baseline: dict[str, float]
 
 
 def _read_text(path: Path, what: str, hint: str = "") -> str:
@@ -96,7 +140,30 @@ def load_policy(
         raise PolicyError(f"{shown(path)}: a guardrail repeats the primary metric")
     if len(set(guardrails)) != len(guardrails):
         raise PolicyError(f"{shown(path)}: a metric appears twice in guardrails")
+    selection = policy.get("selection") or {}
+    breaks = [rule["name"] for rule in selection.get("tie_break") or []]
+    if selection.get("metric") in breaks:
+        raise PolicyError(f"{shown(path)}: selection.tie_break repeats the selection metric")
+    if len(set(breaks)) != len(breaks):
+        raise PolicyError(f"{shown(path)}: a metric appears twice in selection.tie_break")
     return policy
+
+
+def selection_rule(policy: Mapping[str, Any]) -> Selection:
+    """The policy's selection rule; without a ``selection`` section, the primary metric's.
+
+    A policy from before the section ranks by its primary metric, ties going
+    to the guardrails in order, and takes the best value even within noise.
+    """
+    declared = policy.get("selection")
+    if declared:
+        order = [(declared["metric"], declared["direction"])]
+        order += [(rule["name"], rule["direction"]) for rule in declared.get("tie_break") or []]
+        return Selection(tuple(order), declared.get("within_noise", "best_value"), True)
+    rules = [policy["primary_metric"], *policy["guardrails"]]
+    return Selection(
+        tuple((rule["name"], rule["direction"]) for rule in rules), "best_value", False
+    )
 
 
 def load_project_policy(root: Path = PROJECT_ROOT) -> dict[str, Any]:
@@ -128,6 +195,41 @@ def parse_metrics(text: str, source: str, split: str = GATE_SPLIT) -> dict[str, 
     return numbers(metrics)
 
 
+def parse_intervals(text: str, split: str = GATE_SPLIT) -> dict[str, Interval]:
+    """One split's bootstrap intervals from a metrics file's text (none when it has none).
+
+    The evaluate stage writes them under ``intervals.<split>.<metric>`` as
+    ``{"low": ..., "high": ...}``; metrics files from before it had none.
+    """
+    try:
+        metrics = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return intervals_of(metrics, split)
+
+
+def intervals_of(metrics: Any, split: str) -> dict[str, Interval]:
+    """One split's intervals from a parsed metrics file (none when it has none)."""
+    found = metrics.get(INTERVALS_KEY) if isinstance(metrics, Mapping) else None
+    values = found.get(split) if isinstance(found, Mapping) else None
+    if not isinstance(values, Mapping):
+        return {}
+    intervals = {}
+    for name, ends in values.items():
+        if isinstance(ends, Mapping):
+            low, high = numbers(ends).get("low"), numbers(ends).get("high")
+            if low is not None and high is not None:
+                intervals[name] = (low, high)
+    return intervals
+
+
+def baseline_of(metrics: Any, split: str = GATE_SPLIT) -> dict[str, float]:
+    """One split's metrics of the dummy baseline, from a parsed metrics file."""
+    found = metrics.get(BASELINE_KEY) if isinstance(metrics, Mapping) else None
+    values = found.get(split) if isinstance(found, Mapping) else None
+    return numbers(values) if isinstance(values, Mapping) else {}
+
+
 def numbers(values: Mapping[str, Any]) -> dict[str, float]:
     """The entries of a metrics mapping that are numbers (booleans are not), as floats."""
     return {
@@ -141,6 +243,19 @@ def load_metrics(path: Path = METRICS_FILE, split: str = GATE_SPLIT) -> dict[str
     """Load one split's latest metrics, written by the pipeline's evaluate stage."""
     text = _read_text(path, "metrics file", hint=" (run `make repro` first)")
     return parse_metrics(text, shown(path), split)
+
+
+def parse_measured(text: str, source: str, split: str = GATE_SPLIT) -> Measured:
+    """One split's metrics with their intervals and the dummy baseline's, from a file's text."""
+    metrics = parse_metrics(text, source, split)
+    parsed = json.loads(text)
+    return Measured(metrics, intervals_of(parsed, split), baseline_of(parsed, split))
+
+
+def load_measured(path: Path = METRICS_FILE, split: str = GATE_SPLIT) -> Measured:
+    """One split's latest metrics with their intervals and the dummy baseline's metrics."""
+    text = _read_text(path, "metrics file", hint=" (run `make repro` first)")
+    return parse_measured(text, shown(path), split)
 
 
 def baseline_revisions(ref: str) -> tuple[str, ...]:
@@ -183,48 +298,109 @@ def meets(value: float, direction: str, threshold: float) -> bool:
     return value <= threshold + _TOLERANCE
 
 
-def check_bound(label: str, bound: dict[str, Any], metrics: dict[str, float]) -> Check:
+def check_bound(
+    label: str,
+    bound: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    intervals: Mapping[str, Interval] | None = None,
+) -> Check:
     """Check one metric against its threshold (a missing metric fails)."""
     sign = ">=" if bound["direction"] == "maximize" else "<="
     shown_bound = f"{sign} {bound['threshold']:.4f}"
     value = metrics.get(bound["name"])
+    interval = (intervals or {}).get(bound["name"])
     if value is None:
         return Check(label, None, shown_bound, passed=False)
-    return Check(label, value, shown_bound, meets(value, bound["direction"], bound["threshold"]))
+    passed = meets(value, bound["direction"], bound["threshold"])
+    return Check(label, value, shown_bound, passed, interval)
 
 
 def check_regression(
-    policy: dict[str, Any], metrics: dict[str, float], baseline: dict[str, float], ref: str
+    policy: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    baseline: Mapping[str, float],
+    ref: str,
+    intervals: Mapping[str, Interval] | None = None,
 ) -> Check | None:
-    """Check the primary metric against its baseline value, if the baseline has it."""
+    """Check the primary metric against its baseline value, if the baseline has it.
+
+    With ``regression.compare: interval``, the drop counts only when the
+    interval's better end is still more than ``max_drop`` worse than the
+    baseline: a drop within the measurement's noise passes.
+    """
     primary = policy["primary_metric"]
     before = baseline.get(primary["name"])
     if before is None:
         return None
     max_drop = policy["regression"]["max_drop"]
-    if primary["direction"] == "maximize":
-        limit = {"name": primary["name"], "direction": "maximize", "threshold": before - max_drop}
-    else:
-        limit = {"name": primary["name"], "direction": "minimize", "threshold": before + max_drop}
-    return check_bound(f"{primary['name']} vs {ref}", limit, metrics)
+    maximize = primary["direction"] == "maximize"
+    limit = {
+        "name": primary["name"],
+        "direction": primary["direction"],
+        "threshold": before - max_drop if maximize else before + max_drop,
+    }
+    label = f"{primary['name']} vs {ref}"
+    check = check_bound(label, limit, metrics, intervals)
+    if policy["regression"].get("compare") == "interval" and check.interval is not None:
+        best_end = check.interval[1] if maximize else check.interval[0]
+        passed = meets(best_end, primary["direction"], limit["threshold"])
+        return Check(f"{label} (interval)", check.value, check.bound, passed, check.interval)
+    return check
 
 
-def evaluate_policy(policy: dict[str, Any], metrics: dict[str, float]) -> list[Check]:
+def check_baseline(policy: Mapping[str, Any], measured: Measured) -> list[Check]:
+    """The model against the dummy baseline measured beside it, when the policy asks for it."""
+    rule = policy.get("baseline")
+    if not rule:
+        return []
+    name, margin = rule["metric"], rule["min_improvement"]
+    maximize = rule["direction"] == "maximize"
+    label = f"{name} vs dummy baseline"
+    before = measured.baseline.get(name)
+    if before is None:
+        return [Check(label, measured.metrics.get(name), "baseline not measured", passed=False)]
+    limit = {
+        "name": name,
+        "direction": rule["direction"],
+        "threshold": before + margin if maximize else before - margin,
+    }
+    return [check_bound(label, limit, measured.metrics, measured.intervals)]
+
+
+def evaluate_policy(
+    policy: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    intervals: Mapping[str, Interval] | None = None,
+) -> list[Check]:
     """Check the primary metric and every guardrail against their thresholds."""
     primary = policy["primary_metric"]
-    checks = [check_bound(f"{primary['name']} (primary)", primary, metrics)]
+    checks = [check_bound(f"{primary['name']} (primary)", primary, metrics, intervals)]
     checks += [
-        check_bound(f"{guardrail['name']} (guardrail)", guardrail, metrics)
+        check_bound(f"{guardrail['name']} (guardrail)", guardrail, metrics, intervals)
         for guardrail in policy["guardrails"]
     ]
     return checks
 
 
+def interval_text(interval: Interval | None) -> str:
+    """A bootstrap interval as every command shows it: ``[low, high]``, or :data:`MISSING`."""
+    if interval is None:
+        return MISSING
+    return f"[{number(interval[0])}, {number(interval[1])}]"
+
+
 def format_table(checks: Sequence[Check]) -> str:
-    """Render the checks as a small aligned table."""
-    rows = [("metric", "value", "bound", "result")]
+    """Render the checks as a small aligned table (with the intervals, when measured)."""
+    with_intervals = any(check.interval is not None for check in checks)
+    rows = [("metric", "value", *(("interval",) if with_intervals else ()), "bound", "result")]
     rows += [
-        (check.label, number(check.value), check.bound, "pass" if check.passed else "FAIL")
+        (
+            check.label,
+            number(check.value),
+            *((interval_text(check.interval),) if with_intervals else ()),
+            check.bound,
+            "pass" if check.passed else "FAIL",
+        )
         for check in checks
     ]
     return table(rows)
@@ -248,7 +424,11 @@ def failure_summary(checks: Sequence[Check]) -> str:
 
 
 def regression_checks(
-    policy: dict[str, Any], metrics: dict[str, float], metrics_path: Path, ref: str
+    policy: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    metrics_path: Path,
+    ref: str,
+    intervals: Mapping[str, Interval] | None = None,
 ) -> tuple[list[Check], str]:
     """Return the regression check against ``ref``, or none and the reason it was skipped."""
     if not ref:
@@ -256,8 +436,22 @@ def regression_checks(
     baseline = baseline_metrics(metrics_path, ref)
     if baseline is None:
         return [], f"no baseline at {ref}: regression rule skipped"
-    check = check_regression(policy, metrics, baseline, ref)
+    check = check_regression(policy, metrics, baseline, ref, intervals)
     if check is None:
         name = policy["primary_metric"]["name"]
         return [], f"baseline at {ref} has no {name}: regression rule skipped"
     return [check], ""
+
+
+def gate_checks(
+    policy: Mapping[str, Any], measured: Measured, metrics_path: Path, ref: str
+) -> tuple[list[Check], str]:
+    """Every check of the gate: thresholds, the dummy baseline, and the regression rule.
+
+    Returns the checks and why the regression rule was skipped (empty when it ran).
+    """
+    against, note = regression_checks(
+        policy, measured.metrics, metrics_path, ref, measured.intervals
+    )
+    checks = evaluate_policy(policy, measured.metrics, measured.intervals)
+    return [*checks, *check_baseline(policy, measured), *against], note

@@ -128,6 +128,12 @@ def read_features(
     return pd.DataFrame(matrix, columns=table.column_names, copy=False), labels
 
 
+def read_target(name: str, target: str, folder: Path = PROCESSED_DATA_DIR) -> pd.Series:
+    """Read only the ``target`` column of split ``name`` (from ``folder``)."""
+    table = pq.read_table(split_file(name, folder), columns=[target])
+    return table.column(target).to_pandas().rename(target)
+
+
 def split_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
     """Separate the feature columns from the target column.
 

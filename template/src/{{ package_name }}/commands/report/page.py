@@ -16,7 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
-from ...shared import policy
+from ...shared import intervals, policy
 from ...shared.display import MISSING, number
 from ...shared.paths import METRICS_PATH, REPORTS_DIR, in_repository
 from .charts import Chart, charts
@@ -45,6 +45,8 @@ class Compared:
     before_check: policy.Check | None  # and on the baseline
     before: float | None
     after: float | None
+    interval: str = MISSING  # the workspace's bootstrap interval, as text
+    dummy: float | None = None  # the workspace's dummy baseline
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,8 @@ def _tables(current: list[Row], base: list[Row] | None) -> list[MetricsTable]:
                     old.check if old else None,
                     old.values.get(split) if old else None,
                     row.values.get(split),
+                    policy.interval_text(row.intervals.get(split)),
+                    row.baseline.get(split),
                 )
             )
         tables.append(MetricsTable(split, split == policy.GATE_SPLIT, compared))
@@ -205,12 +209,14 @@ def markdown_section(results: Results | None, rules: dict[str, Any]) -> str:
         )
     table = rows(rules, results)
     verdict = "passes" if passed(table) else "**fails**"
+    share = f"{intervals.CONFIDENCE:.0%}"
     lines = [
         f"From `{METRICS_PATH}`: {source_text(results)}. "
         f"On the {policy.GATE_SPLIT} split, the model {verdict} the metrics policy.",
         "",
-        "| metric | role | passes when | validation | test | result (test) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"| metric | role | passes when | validation | test | {share} interval (test) "
+        "| dummy baseline (test) | result (test) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in table:
         bound = row.check.bound if row.check else MISSING
@@ -218,7 +224,8 @@ def markdown_section(results: Results | None, rules: dict[str, Any]) -> str:
         lines.append(
             f"| `{row.name}` | {row.role or MISSING} | {bound} | "
             f"{number(row.values.get('validation'))} | {number(row.values.get('test'))} "
-            f"| {result} |"
+            f"| {policy.interval_text(row.intervals.get('test'))} "
+            f"| {number(row.baseline.get('test'))} | {result} |"
         )
     figure = _macro("figure")
     for chart in charts([results]):

@@ -15,13 +15,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from ...shared import policy, records
 from ...shared.git import show_file
 from ...shared.paths import METRICS_PATH, PLOTS_PATH, PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from ...shared.intervals import Interval
 
 SPLITS = ("validation", "test")
 # The tables the evaluate stage writes to reports/plots/ (each problem type some of them).
@@ -36,6 +39,9 @@ class Results:
     metrics: dict[str, dict[str, float]]  # split -> metric -> value
     record: dict[str, Any]  # reports/run.json ({} when there is none)
     plots: dict[str, pd.DataFrame] = field(default_factory=dict)  # name -> table
+    # split -> metric -> bootstrap interval, and split -> metric -> the dummy baseline's value
+    intervals: dict[str, dict[str, Interval]] = field(default_factory=dict)
+    baseline: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -43,9 +49,11 @@ class Row:
     """One metric of the results, with its policy rule and verdict when it has one."""
 
     name: str
-    role: str  # primary, guardrail, or "" for a metric the policy does not judge
+    role: str  # primary, guardrail, baseline, or "" for a metric the policy does not judge
     values: dict[str, float]  # split -> value (absent when the split lacks it)
     check: policy.Check | None  # the gate's verdict on the test split
+    intervals: dict[str, Interval] = field(default_factory=dict)  # split -> interval
+    baseline: dict[str, float] = field(default_factory=dict)  # split -> the dummy's value
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,18 @@ def _parse(
     except json.JSONDecodeError:
         record = {}
     tables = {name: pd.read_csv(io.StringIO(text)) for name, text in plots.items()}
-    return Results(label, metrics, record if isinstance(record, dict) else {}, tables)
+    try:
+        parsed = json.loads(metrics_text)
+    except json.JSONDecodeError:
+        parsed = {}
+    return Results(
+        label,
+        metrics,
+        record if isinstance(record, dict) else {},
+        tables,
+        {split: policy.intervals_of(parsed, split) for split in SPLITS},
+        {split: policy.baseline_of(parsed, split) for split in SPLITS},
+    )
 
 
 def read_workspace(root: Path = PROJECT_ROOT) -> Results | None:
@@ -123,25 +142,42 @@ def load_rules(root: Path = PROJECT_ROOT) -> dict[str, Any]:
 
 
 def rows(rules: dict[str, Any], results: Results) -> list[Row]:
-    """Every metric of ``results``: the policy's first (with the gate's verdict), then the rest."""
-    test = results.metrics.get(policy.GATE_SPLIT, {})
-    checks = policy.evaluate_policy(rules, test)
+    """Every metric of ``results``: the policy's first (with the gate's verdict), then the rest.
+
+    The baseline rule is a row of its own (role ``baseline``), even for a
+    metric that is also the primary one: it is a check of its own.
+    """
+    split = policy.GATE_SPLIT
+    test = results.metrics.get(split, {})
+    checks = policy.evaluate_policy(rules, test, results.intervals.get(split))
     judged = [rules["primary_metric"], *rules["guardrails"]]
     roles = ["primary"] + ["guardrail"] * len(rules["guardrails"])
     listed = [
-        Row(rule["name"], role, _values(results, rule["name"]), check)
+        _row(results, rule["name"], role, check)
         for rule, role, check in zip(judged, roles, checks, strict=True)
     ]
+    measured = policy.Measured(
+        test, results.intervals.get(split, {}), results.baseline.get(split, {})
+    )
+    for check in policy.check_baseline(rules, measured):
+        listed.append(_row(results, rules["baseline"]["metric"], "baseline", check))
     names = {row.name for row in listed}
     others = [name for split in SPLITS for name in results.metrics.get(split, {})]
     for name in dict.fromkeys(others):
         if name not in names:
-            listed.append(Row(name, "", _values(results, name), None))
+            listed.append(_row(results, name, "", None))
     return listed
 
 
-def _values(results: Results, name: str) -> dict[str, float]:
-    return {split: values[name] for split, values in results.metrics.items() if name in values}
+def _row(results: Results, name: str, role: str, check: policy.Check | None) -> Row:
+    return Row(
+        name,
+        role,
+        {split: values[name] for split, values in results.metrics.items() if name in values},
+        check,
+        {split: ends[name] for split, ends in results.intervals.items() if name in ends},
+        {split: values[name] for split, values in results.baseline.items() if name in values},
+    )
 
 
 def passed(table: Sequence[Row]) -> bool:
