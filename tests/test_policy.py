@@ -84,6 +84,18 @@ def test_policy_is_valid_for_every_problem_type_and_metric(
     assert (protocol["split"] == "stratified_holdout") == params["prepare"]["stratify"]
     binary = problem_type == "binary_classification"
     assert protocol.get("positive_label") == (1 if binary else None)
+    # Experiments are ranked by the primary metric unless the decision threshold
+    # pins it on validation (recall, for binary classification).
+    selection = policy["selection"]
+    expected = "average_precision" if binary and metric == "recall" else metric
+    assert (selection["metric"], selection["within_noise"]) == (expected, "keep_baseline")
+    assert selection["direction"] == ("minimize" if expected in ERRORS else "maximize")
+    assert expected not in {rule["name"] for rule in selection["tie_break"]}
+    # The dummy baseline is beaten on a maximised metric, by a margin.
+    baseline = policy["baseline"]
+    assert baseline["metric"] == (expected if expected not in ERRORS else "r2")
+    assert (baseline["direction"], baseline["min_improvement"]) == ("maximize", 0.05)
+    assert policy["regression"]["compare"] == "interval"
 
 
 def test_policy_follows_the_answers(render_project: Any, schema: dict[str, Any]) -> None:
@@ -122,6 +134,13 @@ def test_fraud_policy_guards_precision(default_policy: dict[str, Any]) -> None:
         ("evaluation.split", "holdout"),
         ("evaluation.test_size", 1),
         ("regression.max_drop", -0.01),
+        ("regression.compare", "loosely"),
+        ("selection.metric", "recall"),
+        ("selection.direction", "minimize"),
+        ("selection.within_noise", "always"),
+        ("selection.tie_break.0.name", "rmse"),
+        ("baseline.min_improvement", -0.1),
+        ("baseline.metric", "mae"),
         ("version", 2),
         ("owner", "someone"),
     ],
@@ -137,6 +156,15 @@ def test_schema_refuses_a_broken_policy(
         target = target[int(part)] if part.isdigit() else target[part]
     target[key] = value
     assert validation_errors(schema, policy)
+
+
+def test_a_policy_from_before_selection_and_baseline_stays_valid(
+    schema: dict[str, Any], default_policy: dict[str, Any]
+) -> None:
+    """Projects updated from an older release keep their policy file until they merge ours."""
+    policy = copy.deepcopy(default_policy)
+    del policy["selection"], policy["baseline"], policy["regression"]["compare"]
+    assert validation_errors(schema, policy) == []
 
 
 @pytest.mark.parametrize(

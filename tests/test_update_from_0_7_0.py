@@ -10,6 +10,7 @@ the same splits, model and metrics to the last bit.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +41,21 @@ EDITS = {
         "stages/train.py",
     ),
 }
-# The pipeline's results, which a refactor of the code must leave as they were.
-RESULTS = ("models/model.joblib", "models/preprocessor.joblib", "reports/metrics.json")
+# The pipeline's results, which a refactor of the code must leave as they were:
+# the fitted models byte for byte, and each split's metrics (0.9.0 added the
+# metrics' intervals and a dummy baseline beside them).
+RESULTS = ("models/model.joblib", "models/preprocessor.joblib")
+SPLITS = ("validation", "test")
 
 
-def digests(project: Path) -> dict[str, str]:
-    return {
+def digests(project: Path) -> dict[str, Any]:
+    found: dict[str, Any] = {
         name: hashlib.md5((project / name).read_bytes(), usedforsecurity=False).hexdigest()
         for name in RESULTS
     }
+    metrics = json.loads((project / "reports" / "metrics.json").read_text(encoding="utf-8"))
+    found.update({split: metrics[split] for split in SPLITS})
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +106,8 @@ def test_the_updated_project_runs_tests_and_lints_with_the_same_results(
     run(["make", "setup"], project)
     run(["make", "repro"], project)
     assert digests(project) == edited_0_7_0["before"], "the refactor changed a result"
+    metrics = json.loads((project / "reports" / "metrics.json").read_text(encoding="utf-8"))
+    assert {"intervals", "baseline"} <= metrics.keys()
     run(["make", "test"], project)
     run(["make", "lint"], project)
     commit_all(project, f"Update to template {edited_0_7_0['version']}")

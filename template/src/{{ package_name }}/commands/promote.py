@@ -32,7 +32,7 @@ from typing import Any
 from ..shared import policy, records, tracking
 from ..shared.git import git, show_file
 from ..shared.lock import read_yaml
-from ..shared.paths import DVC_YAML_FILE, METRICS_PATH, PROJECT_ROOT
+from ..shared.paths import DVC_YAML_FILE, METRICS_PATH, PROJECT_ROOT, SLICES_PATH
 from .arguments import failed, ref_from
 
 STAGE = "champion"
@@ -97,12 +97,15 @@ def gate(
     if text is None:
         raise PromoteError(f"commit {commit[:12]} has no {METRICS_PATH}")
     try:
-        measured = policy.parse_measured(text, f"{METRICS_PATH} at {commit[:12]}")
+        slices_text = show_file(root, commit, SLICES_PATH)
+        measured = policy.parse_measured(
+            text, f"{METRICS_PATH} at {commit[:12]}", slices_text=slices_text
+        )
     except policy.PolicyError as error:
         raise PromoteError(str(error)) from None
     ref = rules["regression"]["baseline_ref"]
     checks, note = policy.gate_checks(rules, measured, root / METRICS_PATH, ref)
-    return checks, note, measured.metrics
+    return checks, note, dict(measured.metrics)
 
 
 def _tag(root: Path, tag: str, commit: str, message: str) -> None:

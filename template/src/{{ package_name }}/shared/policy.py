@@ -18,17 +18,24 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import yaml
 
-from .display import MISSING, number, table, yaml_problem
+from .display import MISSING, listing, number, table, yaml_problem
 from .git import show_file
-from .paths import METRICS_FILE, POLICY_FILE, POLICY_SCHEMA_FILE, PROJECT_ROOT, shown
+from .paths import (
+    METRICS_FILE,
+    POLICY_FILE,
+    POLICY_SCHEMA_FILE,
+    PROJECT_ROOT,
+    SLICES_FILE,
+    shown,
+)
 
 if TYPE_CHECKING:
     from .intervals import Interval
@@ -86,11 +93,15 @@ class Selection:
 
 @dataclass(frozen=True)
 class Measured:
-    """A split's metrics, their bootstrap intervals, and the dummy baseline's metrics."""
+    """A split's metrics, their intervals, the dummy baseline's metrics, and the slices'.
 
-    metrics: dict[str, float]
-    intervals: dict[str, Interval]
-    baseline: dict[str, float]
+    ``slices`` is ``reports/slices.json`` as read (the test split's slices).
+    """
+
+    metrics: Mapping[str, float]
+    intervals: Mapping[str, Interval]
+    baseline: Mapping[str, float]
+    slices: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _read_text(path: Path, what: str, hint: str = "") -> str:
@@ -245,17 +256,82 @@ def load_metrics(path: Path = METRICS_FILE, split: str = GATE_SPLIT) -> dict[str
     return parse_metrics(text, shown(path), split)
 
 
-def parse_measured(text: str, source: str, split: str = GATE_SPLIT) -> Measured:
-    """One split's metrics with their intervals and the dummy baseline's, from a file's text."""
+def parse_measured(
+    text: str, source: str, split: str = GATE_SPLIT, slices_text: str | None = None
+) -> Measured:
+    """One split's metrics, intervals and dummy baseline from a file's text, and its slices."""
     metrics = parse_metrics(text, source, split)
     parsed = json.loads(text)
-    return Measured(metrics, intervals_of(parsed, split), baseline_of(parsed, split))
+    try:
+        per_slice = json.loads(slices_text) if slices_text else {}
+    except json.JSONDecodeError:
+        raise PolicyError(f"{SLICES_FILE.name} beside {source} is not valid JSON") from None
+    return Measured(
+        metrics,
+        intervals_of(parsed, split),
+        baseline_of(parsed, split),
+        per_slice if isinstance(per_slice, dict) else {},
+    )
 
 
 def load_measured(path: Path = METRICS_FILE, split: str = GATE_SPLIT) -> Measured:
-    """One split's latest metrics with their intervals and the dummy baseline's metrics."""
+    """One split's latest metrics, intervals and dummy baseline, and the slices beside them."""
     text = _read_text(path, "metrics file", hint=" (run `make repro` first)")
-    return parse_measured(text, shown(path), split)
+    slices_file = path.with_name(SLICES_FILE.name)
+    slices_text = slices_file.read_text(encoding="utf-8") if slices_file.is_file() else None
+    return parse_measured(text, shown(path), split, slices_text)
+
+
+def slice_entries(document: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Each slice of a parsed ``reports/slices.json`` as ``column=value`` and its entry."""
+    for column, values in document.items():
+        if isinstance(values, Mapping):
+            for value, entry in values.items():
+                if isinstance(entry, Mapping):
+                    yield f"{column}={value}", entry
+
+
+def check_slices(policy: Mapping[str, Any], measured: Measured) -> tuple[list[Check], str]:
+    """The slice floor on every slice with enough rows, as one check naming the worst.
+
+    Returns the check (none when the policy has no floor or no slice has
+    enough rows) and a note naming the slices not judged and why.
+    """
+    rule = policy.get("slices")
+    if not rule:
+        return [], ""
+    name, direction, floor = rule["metric"], rule["direction"], rule["threshold"]
+    judged: list[tuple[str, float, Interval | None, bool]] = []
+    small, undefined = [], []
+    for label, entry in slice_entries(measured.slices):
+        rows = int(entry.get("rows", 0))
+        value = (entry.get("metrics") or {}).get(name)
+        ends = (entry.get("intervals") or {}).get(name)
+        interval = (ends["low"], ends["high"]) if isinstance(ends, Mapping) else None
+        if rows < rule["min_rows"]:
+            small.append(f"{label} ({rows} rows)")
+        elif value is None:
+            undefined.append(f"{label} ({entry.get('undefined', f'no {name}')})")
+        else:
+            compared = value
+            if rule.get("compare") == "interval" and interval is not None:
+                compared = interval[1] if direction == "maximize" else interval[0]
+            judged.append((label, value, interval, meets(compared, direction, floor)))
+    notes = []
+    if small:
+        notes.append(f"slices under {rule['min_rows']} rows not judged: {listing(small)}")
+    if undefined:
+        notes.append(f"{name} undefined on {listing(undefined)}")
+    if not judged:
+        notes.append("no slice measured with enough rows: slice floor skipped")
+        return [], "; ".join(notes)
+    failing = [slice_ for slice_ in judged if not slice_[3]]
+    sign = 1 if direction == "maximize" else -1
+    label, value, interval, _ = (failing or sorted(judged, key=lambda item: sign * item[1]))[0]
+    more = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
+    where = f"{name} on {label}{more}" if failing else f"{name} on every slice (worst {label})"
+    bound = f"{'>=' if direction == 'maximize' else '<='} {floor:.4f}"
+    return [Check(where, value, bound, not failing, interval)], "; ".join(notes)
 
 
 def baseline_revisions(ref: str) -> tuple[str, ...]:
@@ -454,4 +530,6 @@ def gate_checks(
         policy, measured.metrics, metrics_path, ref, measured.intervals
     )
     checks = evaluate_policy(policy, measured.metrics, measured.intervals)
-    return [*checks, *check_baseline(policy, measured), *against], note
+    per_slice, slice_note = check_slices(policy, measured)
+    notes = "\n".join(text for text in (slice_note, note) if text)
+    return [*checks, *check_baseline(policy, measured), *per_slice, *against], notes

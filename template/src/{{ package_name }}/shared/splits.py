@@ -37,10 +37,17 @@ class Schema:
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     inferred: bool = False
+    slices: tuple[str, ...] = ()
 
     @property
     def features(self) -> list[str]:
         return [*self.numeric, *self.categorical]
+
+    @property
+    def kept(self) -> list[str]:
+        """The columns a split keeps: the features, the target, then slices that are neither."""
+        extra = [column for column in self.slices if column not in {*self.features, self.target}]
+        return [*self.features, self.target, *extra]
 
 
 def resolve_schema(frame: pd.DataFrame, data: Data) -> Schema:
@@ -51,15 +58,19 @@ def resolve_schema(frame: pd.DataFrame, data: Data) -> Schema:
     """
     if data.numeric or data.categorical:
         return Schema(
-            target=data.target, numeric=tuple(data.numeric), categorical=tuple(data.categorical)
+            target=data.target,
+            numeric=tuple(data.numeric),
+            categorical=tuple(data.categorical),
+            slices=tuple(data.slices),
         )
-    skipped = {data.target, *data.id_columns}
+    skipped = {data.target, *data.id_columns, *data.excluded}
     candidates = [column for column in frame.columns if column not in skipped]
     return Schema(
         target=data.target,
         numeric=tuple(c for c in candidates if is_numeric_dtype(frame[c])),
         categorical=tuple(c for c in candidates if not is_numeric_dtype(frame[c])),
         inferred=True,
+        slices=tuple(data.slices),
     )
 
 
@@ -128,10 +139,14 @@ def read_features(
     return pd.DataFrame(matrix, columns=table.column_names, copy=False), labels
 
 
+def read_columns(name: str, columns: list[str], folder: Path = PROCESSED_DATA_DIR) -> pd.DataFrame:
+    """Read only ``columns`` of split ``name`` (from ``folder``), in row order."""
+    return pq.read_table(split_file(name, folder), columns=columns).to_pandas()
+
+
 def read_target(name: str, target: str, folder: Path = PROCESSED_DATA_DIR) -> pd.Series:
     """Read only the ``target`` column of split ``name`` (from ``folder``)."""
-    table = pq.read_table(split_file(name, folder), columns=[target])
-    return table.column(target).to_pandas().rename(target)
+    return read_columns(name, [target], folder)[target]
 
 
 def split_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:

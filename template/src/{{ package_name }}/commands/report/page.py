@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
 from ...shared import intervals, policy
 from ...shared.display import MISSING, number
-from ...shared.paths import METRICS_PATH, REPORTS_DIR, in_repository
+from ...shared.paths import METRICS_PATH, REPORTS_DIR, SLICES_PATH, in_repository
 from .charts import Chart, charts
 from .results import (
     SPLITS,
@@ -200,6 +200,34 @@ def source_text(results: Results) -> str:
     )
 
 
+def slices_section(results: Results, rules: dict[str, Any]) -> list[str]:
+    """The test split per slice (``reports/slices.json``): rows and each policy metric."""
+    if not results.slices:
+        return []
+    names = [rules["primary_metric"]["name"], *(rule["name"] for rule in rules["guardrails"])]
+    share = f"{intervals.CONFIDENCE:.0%}"
+    lines = [
+        "",
+        f"Per slice, on the {policy.GATE_SPLIT} split (`{SLICES_PATH}`; {share} intervals):",
+        "",
+        "| slice | rows | " + " | ".join(f"`{name}`" for name in names) + " |",
+        "| --- | --- |" + " --- |" * len(names),
+    ]
+    for label, entry in policy.slice_entries(results.slices):
+        measured = entry.get("metrics") or {}
+        ends = entry.get("intervals") or {}
+        cells = []
+        for name in names:
+            value = measured.get(name)
+            interval = ends.get(name)
+            shown = number(value)
+            if value is not None and isinstance(interval, dict):
+                shown += f" [{number(interval.get('low'))}, {number(interval.get('high'))}]"
+            cells.append(shown if value is not None else str(entry.get("undefined", MISSING)))
+        lines.append(f"| `{label}` | {entry.get('rows', MISSING)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown_section(results: Results | None, rules: dict[str, Any]) -> str:
     """The current results, in Markdown, for a docs page (the model card, the policy page)."""
     if results is None:
@@ -227,6 +255,7 @@ def markdown_section(results: Results | None, rules: dict[str, Any]) -> str:
             f"| {policy.interval_text(row.intervals.get('test'))} "
             f"| {number(row.baseline.get('test'))} | {result} |"
         )
+    lines += slices_section(results, rules)
     figure = _macro("figure")
     for chart in charts([results]):
         lines += ["", str(figure(chart))]

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ...shared import policy, records
 from ...shared.git import show_file
-from ...shared.paths import METRICS_PATH, PLOTS_PATH, PROJECT_ROOT
+from ...shared.paths import METRICS_PATH, PLOTS_PATH, PROJECT_ROOT, SLICES_PATH
 
 if TYPE_CHECKING:
     from ...shared.intervals import Interval
@@ -42,6 +42,7 @@ class Results:
     # split -> metric -> bootstrap interval, and split -> metric -> the dummy baseline's value
     intervals: dict[str, dict[str, Interval]] = field(default_factory=dict)
     baseline: dict[str, dict[str, float]] = field(default_factory=dict)
+    slices: dict[str, Any] = field(default_factory=dict)  # reports/slices.json
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,11 @@ class Part:
 
 
 def _parse(
-    metrics_text: str | None, record_text: str | None, plots: dict[str, str], label: str
+    metrics_text: str | None,
+    record_text: str | None,
+    plots: dict[str, str],
+    label: str,
+    slices_text: str | None = None,
 ) -> Results | None:
     """Results from the files' texts, or ``None`` when there are no metrics."""
     if metrics_text is None:
@@ -87,8 +92,9 @@ def _parse(
     tables = {name: pd.read_csv(io.StringIO(text)) for name, text in plots.items()}
     try:
         parsed = json.loads(metrics_text)
+        per_slice = json.loads(slices_text) if slices_text else {}
     except json.JSONDecodeError:
-        parsed = {}
+        parsed, per_slice = {}, {}
     return Results(
         label,
         metrics,
@@ -96,6 +102,7 @@ def _parse(
         tables,
         {split: policy.intervals_of(parsed, split) for split in SPLITS},
         {split: policy.baseline_of(parsed, split) for split in SPLITS},
+        per_slice if isinstance(per_slice, dict) else {},
     )
 
 
@@ -111,6 +118,7 @@ def read_workspace(root: Path = PROJECT_ROOT) -> Results | None:
         text(root / records.RECORD_PATH),
         {name: value for name, value in plots.items() if value is not None},
         "workspace",
+        text(root / SLICES_PATH),
     )
 
 
@@ -129,7 +137,7 @@ def read_ref(ref: str, root: Path = PROJECT_ROOT) -> Results | None:
         }
         found = {name: value for name, value in plots.items() if value is not None}
         record = show_file(root, revision, records.RECORD_PATH)
-        return _parse(metrics, record, found, revision)
+        return _parse(metrics, record, found, revision, show_file(root, revision, SLICES_PATH))
     return None
 
 
@@ -144,8 +152,9 @@ def load_rules(root: Path = PROJECT_ROOT) -> dict[str, Any]:
 def rows(rules: dict[str, Any], results: Results) -> list[Row]:
     """Every metric of ``results``: the policy's first (with the gate's verdict), then the rest.
 
-    The baseline rule is a row of its own (role ``baseline``), even for a
-    metric that is also the primary one: it is a check of its own.
+    The baseline rule and the slice floor are rows of their own (roles
+    ``baseline`` and ``slices``), even for a metric that is also the primary
+    one: each is a check of its own.
     """
     split = policy.GATE_SPLIT
     test = results.metrics.get(split, {})
@@ -157,10 +166,12 @@ def rows(rules: dict[str, Any], results: Results) -> list[Row]:
         for rule, role, check in zip(judged, roles, checks, strict=True)
     ]
     measured = policy.Measured(
-        test, results.intervals.get(split, {}), results.baseline.get(split, {})
+        test, results.intervals.get(split, {}), results.baseline.get(split, {}), results.slices
     )
     for check in policy.check_baseline(rules, measured):
         listed.append(_row(results, rules["baseline"]["metric"], "baseline", check))
+    for check in policy.check_slices(rules, measured)[0]:
+        listed.append(Row(rules["slices"]["metric"], "slices", {}, check))
     names = {row.name for row in listed}
     others = [name for split in SPLITS for name in results.metrics.get(split, {})]
     for name in dict.fromkeys(others):
