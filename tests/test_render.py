@@ -114,6 +114,7 @@ CORE_FILES = {
             "records",
             "report",
             "reproduce",
+            "slices",
             "tracking",
             "train",
             "verify",
@@ -124,7 +125,8 @@ CORE_FILES = {
 # The package's modules on their floors (the report's subpackage is listed by test_results.py).
 MODULES = {"__init__", "shared/__init__", "stages/__init__", "commands/__init__"}
 MODULES |= {f"shared/{name}" for name in ("display", "git", "intervals", "lock", "params", "paths")}
-MODULES |= {f"shared/{name}" for name in ("policy", "records", "seeding", "splits", "tracking")}
+MODULES |= {f"shared/{name}" for name in ("policy", "records", "seeding", "slices", "splits")}
+MODULES |= {"shared/tracking"}
 MODULES |= {f"stages/{name}" for name in ("prepare", "featurize", "train", "evaluate")}
 MODULES |= {f"commands/{name}" for name in ("arguments", "check_tracker", "doctor", "experiments")}
 MODULES |= {"commands/find_run"}
