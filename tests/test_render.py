@@ -102,6 +102,7 @@ CORE_FILES = {
         for name in (
             "doctor",
             "evaluate",
+            "evidence",
             "experiments",
             "featurize",
             "imports",
@@ -126,7 +127,7 @@ CORE_FILES = {
 MODULES = {"__init__", "shared/__init__", "stages/__init__", "commands/__init__"}
 MODULES |= {f"shared/{name}" for name in ("display", "git", "intervals", "lock", "params", "paths")}
 MODULES |= {f"shared/{name}" for name in ("policy", "records", "seeding", "slices", "splits")}
-MODULES |= {"shared/tracking"}
+MODULES |= {f"shared/{name}" for name in ("checks", "evidence", "tracking")}
 MODULES |= {f"stages/{name}" for name in ("prepare", "featurize", "train", "evaluate")}
 MODULES |= {f"commands/{name}" for name in ("arguments", "check_tracker", "doctor", "experiments")}
 MODULES |= {"commands/find_run"}

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..shared import policy, records, tracking
+from ..shared.checks import Check, evaluate_policy, interval_text
 from ..shared.display import MISSING, number, table
 from ..shared.paths import METRICS_PATH, PARAMS_PATH, POLICY_FILE, PROJECT_ROOT
 from .arguments import failed
@@ -63,7 +64,7 @@ class Ranked:
     """An experiment with the policy's verdict on its validation metrics."""
 
     experiment: Experiment
-    checks: Sequence[policy.Check]
+    checks: Sequence[Check]
 
     @property
     def passes(self) -> bool:
@@ -182,11 +183,11 @@ def with_changes(experiment: Experiment, baseline: Experiment) -> Experiment:
     return dataclasses.replace(experiment, changed=changed)
 
 
-def checks(experiment: Experiment, rules: Mapping[str, Any]) -> list[policy.Check]:
+def checks(experiment: Experiment, rules: Mapping[str, Any]) -> list[Check]:
     """The policy's checks on an experiment's validation metrics (none for a failed run)."""
     if experiment.failed:
         return []
-    return policy.evaluate_policy(dict(rules), dict(experiment.metrics))
+    return evaluate_policy(dict(rules), dict(experiment.metrics))
 
 
 def rank(experiments: Sequence[Experiment], rules: Mapping[str, Any]) -> list[Ranked]:
@@ -269,7 +270,7 @@ def format_table(ranked: Sequence[Ranked], rules: Mapping[str, Any], chosen: Pic
                 row.experiment.name,
                 _params_text(row.experiment.changed),
                 number(row.experiment.metrics.get(names[0])),
-                policy.interval_text(row.experiment.intervals.get(names[0])),
+                interval_text(row.experiment.intervals.get(names[0])),
                 *(number(row.experiment.metrics.get(name)) for name in names[1:]),
                 verdict,
                 mark,

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..shared import policy
+from ..shared import checks, policy
 from ..shared.paths import METRICS_FILE, POLICY_FILE, POLICY_SCHEMA_FILE
 
 
@@ -22,12 +22,12 @@ def run_gate(
     rules = policy.load_policy(policy_path, schema_path)
     measured = policy.load_measured(metrics_path)
     ref = rules["regression"]["baseline_ref"] if baseline_ref is None else baseline_ref
-    checks, note = policy.gate_checks(rules, measured, metrics_path, ref)
-    failed = policy.show(checks, note)
+    verdicts, note = checks.gate_checks(rules, measured, metrics_path, ref)
+    failed = checks.show(verdicts, note)
     if failed:
         print(f"metrics policy failed: {failed}", file=sys.stderr)
         return 1
-    print(f"metrics policy passed ({len(checks)} checks)")
+    print(f"metrics policy passed ({len(verdicts)} checks)")
     return 0
 
 

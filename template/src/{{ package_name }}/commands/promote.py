@@ -29,10 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..shared import policy, records, tracking
+from ..shared import checks, policy, records, tracking
 from ..shared.git import git, show_file
 from ..shared.lock import read_yaml
-from ..shared.paths import DVC_YAML_FILE, METRICS_PATH, PROJECT_ROOT, SLICES_PATH
+from ..shared.paths import (
+    DVC_YAML_FILE,
+    FEATURES_PATH,
+    METRICS_PATH,
+    PROJECT_ROOT,
+    SLICES_PATH,
+)
 from .arguments import failed, ref_from
 
 STAGE = "champion"
@@ -87,7 +93,7 @@ def versions(name: str, root: Path = PROJECT_ROOT) -> list[Version]:
 
 def gate(
     commit: str, root: Path = PROJECT_ROOT
-) -> tuple[list[policy.Check], str, dict[str, float]]:
+) -> tuple[list[checks.Check], str, dict[str, float]]:
     """Run the metrics policy on the test metrics committed at ``commit``.
 
     Returns the checks, a note when the regression rule was skipped, and the metrics.
@@ -97,15 +103,15 @@ def gate(
     if text is None:
         raise PromoteError(f"commit {commit[:12]} has no {METRICS_PATH}")
     try:
-        slices_text = show_file(root, commit, SLICES_PATH)
-        measured = policy.parse_measured(
-            text, f"{METRICS_PATH} at {commit[:12]}", slices_text=slices_text
-        )
+        beside = {
+            Path(path).name: show_file(root, commit, path) for path in (SLICES_PATH, FEATURES_PATH)
+        }
+        measured = policy.parse_measured(text, f"{METRICS_PATH} at {commit[:12]}", beside=beside)
     except policy.PolicyError as error:
         raise PromoteError(str(error)) from None
     ref = rules["regression"]["baseline_ref"]
-    checks, note = policy.gate_checks(rules, measured, root / METRICS_PATH, ref)
-    return checks, note, dict(measured.metrics)
+    verdicts, note = checks.gate_checks(rules, measured, root / METRICS_PATH, ref)
+    return verdicts, note, dict(measured.metrics)
 
 
 def _tag(root: Path, tag: str, commit: str, message: str) -> None:
@@ -126,9 +132,9 @@ def promote(ref: str, root: Path = PROJECT_ROOT) -> int:
     if already:
         print(f"{ref} is already promoted: {already[-1].tag} (commit {commit[:12]}).")
         return 0
-    checks, note, metrics = gate(commit, root)
+    verdicts, note, metrics = gate(commit, root)
     print(f"Gate for {ref} (commit {commit[:12]}) on the {policy.GATE_SPLIT} split:")
-    refused = policy.show(checks, note)
+    refused = checks.show(verdicts, note)
     if refused:
         print(f"not promoted: {refused}", file=sys.stderr)
         return 1

@@ -1,13 +1,13 @@
-"""The metrics policy's rules: what ``metrics_policy.yaml`` asks of a model's metrics.
+"""The metrics policy, and the measured results it judges, as files on disk.
 
 The policy is the team's written agreement on what a better model means: a
 primary metric with a threshold, guardrails that must hold at the same time,
-a margin over a dummy baseline, a regression rule against the metrics
-committed at a baseline git ref, and the rule experiments are ranked by on
-the validation split (:func:`selection_rule`).
-``make policy`` (:mod:`..commands.gate`) and ``make promote`` check metrics
-with these rules, and show the result with :func:`format_table` and
-:func:`failure_summary`.
+a margin over a dummy baseline, a floor for every slice, a leak check, a
+regression rule against the metrics committed at a baseline git ref, and the
+rule experiments are ranked by on the validation split (:func:`selection_rule`).
+This module reads ``metrics_policy.yaml`` (validated against its schema) and
+the results the evaluate stage writes (:class:`Measured`); :mod:`.checks`
+applies the one to the other for ``make policy`` and ``make promote``.
 
 The baseline is read with ``git show REF:reports/metrics.json``: the metrics
 file is committed to git (DVC leaves it uncached), so this reads exactly what
@@ -17,8 +17,7 @@ file is committed to git (DVC leaves it uncached), so this reads exactly what
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 import yaml
 
-from .display import MISSING, listing, number, table, yaml_problem
+from .display import yaml_problem
 from .git import show_file
 from .paths import (
+    FEATURES_FILE,
     METRICS_FILE,
     POLICY_FILE,
     POLICY_SCHEMA_FILE,
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 # The gate judges the test split, on which nothing was chosen; experiments are
 # compared on the validation split (see metrics_policy.yaml's evaluation).
 GATE_SPLIT = "test"
-# Room for float rounding, so that a metric exactly on its bound passes.
-_TOLERANCE = 1e-9
 
 
 class PolicyError(Exception):
@@ -54,17 +52,8 @@ class PolicyError(Exception):
 # What the evaluate stage writes beside each split's metrics (reports/metrics.json).
 INTERVALS_KEY = "intervals"
 BASELINE_KEY = "baseline"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One row of the gate's report."""
-
-    label: str
-    value: float | None
-    bound: str
-    passed: bool
-    interval: Interval | None = None
+# The files the evaluate stage writes beside the metrics, which the gate reads too.
+BESIDE = (SLICES_FILE.name, FEATURES_FILE.name)
 
 
 @dataclass(frozen=True)
@@ -95,13 +84,15 @@ class Selection:
 class Measured:
     """A split's metrics, their intervals, the dummy baseline's metrics, and the slices'.
 
-    ``slices`` is ``reports/slices.json`` as read (the test split's slices).
+    ``slices`` and ``features`` are ``reports/slices.json`` (the test split's
+    slices) and ``reports/features.json`` (the feature evidence) as read.
     """
 
     metrics: Mapping[str, float]
     intervals: Mapping[str, Interval]
     baseline: Mapping[str, float]
     slices: Mapping[str, Any] = field(default_factory=dict)
+    features: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _read_text(path: Path, what: str, hint: str = "") -> str:
@@ -257,29 +248,43 @@ def load_metrics(path: Path = METRICS_FILE, split: str = GATE_SPLIT) -> dict[str
 
 
 def parse_measured(
-    text: str, source: str, split: str = GATE_SPLIT, slices_text: str | None = None
+    text: str,
+    source: str,
+    split: str = GATE_SPLIT,
+    beside: Mapping[str, str | None] | None = None,
 ) -> Measured:
-    """One split's metrics, intervals and dummy baseline from a file's text, and its slices."""
+    """One split's metrics, intervals and dummy baseline, and the files ``beside`` them.
+
+    ``beside`` maps the names of ``reports/slices.json`` and
+    ``reports/features.json`` to their texts (``None`` where there is none).
+    """
     metrics = parse_metrics(text, source, split)
     parsed = json.loads(text)
-    try:
-        per_slice = json.loads(slices_text) if slices_text else {}
-    except json.JSONDecodeError:
-        raise PolicyError(f"{SLICES_FILE.name} beside {source} is not valid JSON") from None
+    found: dict[str, dict[str, Any]] = {}
+    for name in BESIDE:
+        other = (beside or {}).get(name)
+        try:
+            content = json.loads(other) if other else {}
+        except json.JSONDecodeError:
+            raise PolicyError(f"{name} beside {source} is not valid JSON") from None
+        found[name] = content if isinstance(content, dict) else {}
     return Measured(
         metrics,
         intervals_of(parsed, split),
         baseline_of(parsed, split),
-        per_slice if isinstance(per_slice, dict) else {},
+        found[SLICES_FILE.name],
+        found[FEATURES_FILE.name],
     )
 
 
 def load_measured(path: Path = METRICS_FILE, split: str = GATE_SPLIT) -> Measured:
-    """One split's latest metrics, intervals and dummy baseline, and the slices beside them."""
+    """One split's latest metrics, intervals and dummy baseline, and the files beside them."""
     text = _read_text(path, "metrics file", hint=" (run `make repro` first)")
-    slices_file = path.with_name(SLICES_FILE.name)
-    slices_text = slices_file.read_text(encoding="utf-8") if slices_file.is_file() else None
-    return parse_measured(text, shown(path), split, slices_text)
+    beside = {}
+    for name in BESIDE:
+        other = path.with_name(name)
+        beside[name] = other.read_text(encoding="utf-8") if other.is_file() else None
+    return parse_measured(text, shown(path), split, beside)
 
 
 def slice_entries(document: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -289,49 +294,6 @@ def slice_entries(document: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[st
             for value, entry in values.items():
                 if isinstance(entry, Mapping):
                     yield f"{column}={value}", entry
-
-
-def check_slices(policy: Mapping[str, Any], measured: Measured) -> tuple[list[Check], str]:
-    """The slice floor on every slice with enough rows, as one check naming the worst.
-
-    Returns the check (none when the policy has no floor or no slice has
-    enough rows) and a note naming the slices not judged and why.
-    """
-    rule = policy.get("slices")
-    if not rule:
-        return [], ""
-    name, direction, floor = rule["metric"], rule["direction"], rule["threshold"]
-    judged: list[tuple[str, float, Interval | None, bool]] = []
-    small, undefined = [], []
-    for label, entry in slice_entries(measured.slices):
-        rows = int(entry.get("rows", 0))
-        value = (entry.get("metrics") or {}).get(name)
-        ends = (entry.get("intervals") or {}).get(name)
-        interval = (ends["low"], ends["high"]) if isinstance(ends, Mapping) else None
-        if rows < rule["min_rows"]:
-            small.append(f"{label} ({rows} rows)")
-        elif value is None:
-            undefined.append(f"{label} ({entry.get('undefined', f'no {name}')})")
-        else:
-            compared = value
-            if rule.get("compare") == "interval" and interval is not None:
-                compared = interval[1] if direction == "maximize" else interval[0]
-            judged.append((label, value, interval, meets(compared, direction, floor)))
-    notes = []
-    if small:
-        notes.append(f"slices under {rule['min_rows']} rows not judged: {listing(small)}")
-    if undefined:
-        notes.append(f"{name} undefined on {listing(undefined)}")
-    if not judged:
-        notes.append("no slice measured with enough rows: slice floor skipped")
-        return [], "; ".join(notes)
-    failing = [slice_ for slice_ in judged if not slice_[3]]
-    sign = 1 if direction == "maximize" else -1
-    label, value, interval, _ = (failing or sorted(judged, key=lambda item: sign * item[1]))[0]
-    more = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
-    where = f"{name} on {label}{more}" if failing else f"{name} on every slice (worst {label})"
-    bound = f"{'>=' if direction == 'maximize' else '<='} {floor:.4f}"
-    return [Check(where, value, bound, not failing, interval)], "; ".join(notes)
 
 
 def baseline_revisions(ref: str) -> tuple[str, ...]:
@@ -363,173 +325,3 @@ def baseline_metrics(metrics_path: Path, ref: str) -> dict[str, float] | None:
             except PolicyError:
                 return None
     return None
-
-
-def meets(value: float, direction: str, threshold: float) -> bool:
-    """Return whether ``value`` is on the right side of ``threshold``."""
-    if math.isnan(value):
-        return False
-    if direction == "maximize":
-        return value >= threshold - _TOLERANCE
-    return value <= threshold + _TOLERANCE
-
-
-def check_bound(
-    label: str,
-    bound: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    intervals: Mapping[str, Interval] | None = None,
-) -> Check:
-    """Check one metric against its threshold (a missing metric fails)."""
-    sign = ">=" if bound["direction"] == "maximize" else "<="
-    shown_bound = f"{sign} {bound['threshold']:.4f}"
-    value = metrics.get(bound["name"])
-    interval = (intervals or {}).get(bound["name"])
-    if value is None:
-        return Check(label, None, shown_bound, passed=False)
-    passed = meets(value, bound["direction"], bound["threshold"])
-    return Check(label, value, shown_bound, passed, interval)
-
-
-def check_regression(
-    policy: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    baseline: Mapping[str, float],
-    ref: str,
-    intervals: Mapping[str, Interval] | None = None,
-) -> Check | None:
-    """Check the primary metric against its baseline value, if the baseline has it.
-
-    With ``regression.compare: interval``, the drop counts only when the
-    interval's better end is still more than ``max_drop`` worse than the
-    baseline: a drop within the measurement's noise passes.
-    """
-    primary = policy["primary_metric"]
-    before = baseline.get(primary["name"])
-    if before is None:
-        return None
-    max_drop = policy["regression"]["max_drop"]
-    maximize = primary["direction"] == "maximize"
-    limit = {
-        "name": primary["name"],
-        "direction": primary["direction"],
-        "threshold": before - max_drop if maximize else before + max_drop,
-    }
-    label = f"{primary['name']} vs {ref}"
-    check = check_bound(label, limit, metrics, intervals)
-    if policy["regression"].get("compare") == "interval" and check.interval is not None:
-        best_end = check.interval[1] if maximize else check.interval[0]
-        passed = meets(best_end, primary["direction"], limit["threshold"])
-        return Check(f"{label} (interval)", check.value, check.bound, passed, check.interval)
-    return check
-
-
-def check_baseline(policy: Mapping[str, Any], measured: Measured) -> list[Check]:
-    """The model against the dummy baseline measured beside it, when the policy asks for it."""
-    rule = policy.get("baseline")
-    if not rule:
-        return []
-    name, margin = rule["metric"], rule["min_improvement"]
-    maximize = rule["direction"] == "maximize"
-    label = f"{name} vs dummy baseline"
-    before = measured.baseline.get(name)
-    if before is None:
-        return [Check(label, measured.metrics.get(name), "baseline not measured", passed=False)]
-    limit = {
-        "name": name,
-        "direction": rule["direction"],
-        "threshold": before + margin if maximize else before - margin,
-    }
-    return [check_bound(label, limit, measured.metrics, measured.intervals)]
-
-
-def evaluate_policy(
-    policy: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    intervals: Mapping[str, Interval] | None = None,
-) -> list[Check]:
-    """Check the primary metric and every guardrail against their thresholds."""
-    primary = policy["primary_metric"]
-    checks = [check_bound(f"{primary['name']} (primary)", primary, metrics, intervals)]
-    checks += [
-        check_bound(f"{guardrail['name']} (guardrail)", guardrail, metrics, intervals)
-        for guardrail in policy["guardrails"]
-    ]
-    return checks
-
-
-def interval_text(interval: Interval | None) -> str:
-    """A bootstrap interval as every command shows it: ``[low, high]``, or :data:`MISSING`."""
-    if interval is None:
-        return MISSING
-    return f"[{number(interval[0])}, {number(interval[1])}]"
-
-
-def format_table(checks: Sequence[Check]) -> str:
-    """Render the checks as a small aligned table (with the intervals, when measured)."""
-    with_intervals = any(check.interval is not None for check in checks)
-    rows = [("metric", "value", *(("interval",) if with_intervals else ()), "bound", "result")]
-    rows += [
-        (
-            check.label,
-            number(check.value),
-            *((interval_text(check.interval),) if with_intervals else ()),
-            check.bound,
-            "pass" if check.passed else "FAIL",
-        )
-        for check in checks
-    ]
-    return table(rows)
-
-
-def show(checks: Sequence[Check], note: str = "") -> str:
-    """Print the checks' table (and why a rule was skipped); return :func:`failure_summary`."""
-    print(format_table(checks))
-    if note:
-        print(note)
-    return failure_summary(checks)
-
-
-def failure_summary(checks: Sequence[Check]) -> str:
-    """Why the checks failed, in one line (empty when every check passed)."""
-    return "; ".join(
-        f"{check.label} is {number(check.value)}, needs {check.bound}"
-        for check in checks
-        if not check.passed
-    )
-
-
-def regression_checks(
-    policy: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    metrics_path: Path,
-    ref: str,
-    intervals: Mapping[str, Interval] | None = None,
-) -> tuple[list[Check], str]:
-    """Return the regression check against ``ref``, or none and the reason it was skipped."""
-    if not ref:
-        return [], "regression rule skipped (--no-baseline)"
-    baseline = baseline_metrics(metrics_path, ref)
-    if baseline is None:
-        return [], f"no baseline at {ref}: regression rule skipped"
-    check = check_regression(policy, metrics, baseline, ref, intervals)
-    if check is None:
-        name = policy["primary_metric"]["name"]
-        return [], f"baseline at {ref} has no {name}: regression rule skipped"
-    return [check], ""
-
-
-def gate_checks(
-    policy: Mapping[str, Any], measured: Measured, metrics_path: Path, ref: str
-) -> tuple[list[Check], str]:
-    """Every check of the gate: thresholds, the dummy baseline, and the regression rule.
-
-    Returns the checks and why the regression rule was skipped (empty when it ran).
-    """
-    against, note = regression_checks(
-        policy, measured.metrics, metrics_path, ref, measured.intervals
-    )
-    checks = evaluate_policy(policy, measured.metrics, measured.intervals)
-    per_slice, slice_note = check_slices(policy, measured)
-    notes = "\n".join(text for text in (slice_note, note) if text)
-    return [*checks, *check_baseline(policy, measured), *per_slice, *against], notes

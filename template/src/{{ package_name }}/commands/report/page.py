@@ -16,9 +16,15 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
-from ...shared import intervals, policy
+from ...shared import checks, intervals, policy
 from ...shared.display import MISSING, number
-from ...shared.paths import METRICS_PATH, REPORTS_DIR, SLICES_PATH, in_repository
+from ...shared.paths import (
+    FEATURES_PATH,
+    METRICS_PATH,
+    REPORTS_DIR,
+    SLICES_PATH,
+    in_repository,
+)
 from .charts import Chart, charts
 from .results import (
     SPLITS,
@@ -41,8 +47,8 @@ class Compared:
 
     name: str
     role: str
-    check: policy.Check | None  # the gate's verdict on the workspace
-    before_check: policy.Check | None  # and on the baseline
+    check: checks.Check | None  # the gate's verdict on the workspace
+    before_check: checks.Check | None  # and on the baseline
     before: float | None
     after: float | None
     interval: str = MISSING  # the workspace's bootstrap interval, as text
@@ -87,7 +93,7 @@ class ReportPage:
     sources: list[tuple[str, list[Part] | None]]  # label -> where its results come from
     has_base: bool
     passes: bool
-    regression: policy.Check | None
+    regression: checks.Check | None
     tables: list[MetricsTable]
     charts: list[Chart]
     per_class: list[PerClass]
@@ -130,7 +136,7 @@ def _tables(current: list[Row], base: list[Row] | None) -> list[MetricsTable]:
                     old.check if old else None,
                     old.values.get(split) if old else None,
                     row.values.get(split),
-                    policy.interval_text(row.intervals.get(split)),
+                    checks.interval_text(row.intervals.get(split)),
                     row.baseline.get(split),
                 )
             )
@@ -156,7 +162,7 @@ def report_page(
     current = rows(rules, workspace)
     regression = None
     if base is not None:
-        regression = policy.check_regression(
+        regression = checks.check_regression(
             rules,
             workspace.metrics.get(policy.GATE_SPLIT, {}),
             base.metrics.get(policy.GATE_SPLIT, {}),
@@ -228,6 +234,32 @@ def slices_section(results: Results, rules: dict[str, Any]) -> list[str]:
     return lines
 
 
+def evidence_section(results: Results) -> list[str]:
+    """Each raw feature's permutation importance and score alone (``reports/features.json``)."""
+    importance = results.features.get("importance") or {}
+    alone = results.features.get("alone") or {}
+    columns = importance.get("columns") or {}
+    if not columns:
+        return []
+    scores = alone.get("columns") or {}
+    lines = [
+        "",
+        f"Feature evidence, on the validation split (`{FEATURES_PATH}`): how much "
+        f"`{importance.get('scoring', MISSING)}` drops when a column is shuffled "
+        f"({importance.get('repeats', MISSING)} shuffles: mean and spread), and how well the "
+        f"column alone predicts the target (`{alone.get('metric', MISSING)}`).",
+        "",
+        "| feature | importance | spread | alone |",
+        "| --- | --- | --- | --- |",
+    ]
+    for column, found in columns.items():
+        lines.append(
+            f"| `{column}` | {number(found.get('mean'))} | {number(found.get('std'))} "
+            f"| {number(scores.get(column))} |"
+        )
+    return lines
+
+
 def markdown_section(results: Results | None, rules: dict[str, Any]) -> str:
     """The current results, in Markdown, for a docs page (the model card, the policy page)."""
     if results is None:
@@ -252,10 +284,11 @@ def markdown_section(results: Results | None, rules: dict[str, Any]) -> str:
         lines.append(
             f"| `{row.name}` | {row.role or MISSING} | {bound} | "
             f"{number(row.values.get('validation'))} | {number(row.values.get('test'))} "
-            f"| {policy.interval_text(row.intervals.get('test'))} "
+            f"| {checks.interval_text(row.intervals.get('test'))} "
             f"| {number(row.baseline.get('test'))} | {result} |"
         )
     lines += slices_section(results, rules)
+    lines += evidence_section(results)
     figure = _macro("figure")
     for chart in charts([results]):
         lines += ["", str(figure(chart))]

@@ -5,7 +5,7 @@ record (``reports/run.json``) and the tables behind the curves
 (``reports/plots/*.csv``). The plots are committed (``cache: false`` in
 ``dvc.yaml``), so a baseline's are read with ``git show REF:reports/...``,
 like its metrics. Pass or fail is the gate's own verdict
-(:func:`policy.evaluate_policy`), never a second reading of the thresholds.
+(:func:`checks.evaluate_policy`), never a second reading of the thresholds.
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ...shared import policy, records
+from ...shared import checks, policy, records
 from ...shared.git import show_file
-from ...shared.paths import METRICS_PATH, PLOTS_PATH, PROJECT_ROOT, SLICES_PATH
+from ...shared.paths import FEATURES_PATH, METRICS_PATH, PLOTS_PATH, PROJECT_ROOT, SLICES_PATH
 
 if TYPE_CHECKING:
     from ...shared.intervals import Interval
 
 SPLITS = ("validation", "test")
+# The files the evaluate stage writes beside the metrics, which the gate reads too.
+BESIDE_PATHS = (SLICES_PATH, FEATURES_PATH)
 # The tables the evaluate stage writes to reports/plots/ (each problem type some of them).
 PLOT_NAMES = ("precision_recall", "roc", "confusion_matrix", "predictions")
 
@@ -43,6 +45,7 @@ class Results:
     intervals: dict[str, dict[str, Interval]] = field(default_factory=dict)
     baseline: dict[str, dict[str, float]] = field(default_factory=dict)
     slices: dict[str, Any] = field(default_factory=dict)  # reports/slices.json
+    features: dict[str, Any] = field(default_factory=dict)  # reports/features.json
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Row:
     name: str
     role: str  # primary, guardrail, baseline, or "" for a metric the policy does not judge
     values: dict[str, float]  # split -> value (absent when the split lacks it)
-    check: policy.Check | None  # the gate's verdict on the test split
+    check: checks.Check | None  # the gate's verdict on the test split
     intervals: dict[str, Interval] = field(default_factory=dict)  # split -> interval
     baseline: dict[str, float] = field(default_factory=dict)  # split -> the dummy's value
 
@@ -74,7 +77,7 @@ def _parse(
     record_text: str | None,
     plots: dict[str, str],
     label: str,
-    slices_text: str | None = None,
+    beside: dict[str, str | None] | None = None,
 ) -> Results | None:
     """Results from the files' texts, or ``None`` when there are no metrics."""
     if metrics_text is None:
@@ -91,10 +94,13 @@ def _parse(
         record = {}
     tables = {name: pd.read_csv(io.StringIO(text)) for name, text in plots.items()}
     try:
+        measured = policy.parse_measured(metrics_text, label, beside=beside or {})
+    except policy.PolicyError:
+        measured = policy.Measured({}, {}, {})
+    try:
         parsed = json.loads(metrics_text)
-        per_slice = json.loads(slices_text) if slices_text else {}
     except json.JSONDecodeError:
-        parsed, per_slice = {}, {}
+        parsed = {}
     return Results(
         label,
         metrics,
@@ -102,7 +108,8 @@ def _parse(
         tables,
         {split: policy.intervals_of(parsed, split) for split in SPLITS},
         {split: policy.baseline_of(parsed, split) for split in SPLITS},
-        per_slice if isinstance(per_slice, dict) else {},
+        dict(measured.slices),
+        dict(measured.features),
     )
 
 
@@ -118,7 +125,7 @@ def read_workspace(root: Path = PROJECT_ROOT) -> Results | None:
         text(root / records.RECORD_PATH),
         {name: value for name, value in plots.items() if value is not None},
         "workspace",
-        text(root / SLICES_PATH),
+        {Path(path).name: text(root / path) for path in BESIDE_PATHS},
     )
 
 
@@ -137,7 +144,8 @@ def read_ref(ref: str, root: Path = PROJECT_ROOT) -> Results | None:
         }
         found = {name: value for name, value in plots.items() if value is not None}
         record = show_file(root, revision, records.RECORD_PATH)
-        return _parse(metrics, record, found, revision, show_file(root, revision, SLICES_PATH))
+        beside = {Path(path).name: show_file(root, revision, path) for path in BESIDE_PATHS}
+        return _parse(metrics, record, found, revision, beside)
     return None
 
 
@@ -158,20 +166,26 @@ def rows(rules: dict[str, Any], results: Results) -> list[Row]:
     """
     split = policy.GATE_SPLIT
     test = results.metrics.get(split, {})
-    checks = policy.evaluate_policy(rules, test, results.intervals.get(split))
+    verdicts = checks.evaluate_policy(rules, test, results.intervals.get(split))
     judged = [rules["primary_metric"], *rules["guardrails"]]
     roles = ["primary"] + ["guardrail"] * len(rules["guardrails"])
     listed = [
         _row(results, rule["name"], role, check)
-        for rule, role, check in zip(judged, roles, checks, strict=True)
+        for rule, role, check in zip(judged, roles, verdicts, strict=True)
     ]
     measured = policy.Measured(
-        test, results.intervals.get(split, {}), results.baseline.get(split, {}), results.slices
+        test,
+        results.intervals.get(split, {}),
+        results.baseline.get(split, {}),
+        results.slices,
+        results.features,
     )
-    for check in policy.check_baseline(rules, measured):
+    for check in checks.check_baseline(rules, measured):
         listed.append(_row(results, rules["baseline"]["metric"], "baseline", check))
-    for check in policy.check_slices(rules, measured)[0]:
-        listed.append(Row(rules["slices"]["metric"], "slices", {}, check))
+    for check in checks.check_slices(rules, measured)[0]:
+        listed.append(Row(check.label, "slices", {}, check))
+    for check in checks.check_leaks(rules, measured)[0]:
+        listed.append(Row(check.label, "leak check", {}, check))
     names = {row.name for row in listed}
     others = [name for split in SPLITS for name in results.metrics.get(split, {})]
     for name in dict.fromkeys(others):
@@ -180,7 +194,7 @@ def rows(rules: dict[str, Any], results: Results) -> list[Row]:
     return listed
 
 
-def _row(results: Results, name: str, role: str, check: policy.Check | None) -> Row:
+def _row(results: Results, name: str, role: str, check: checks.Check | None) -> Row:
     return Row(
         name,
         role,
