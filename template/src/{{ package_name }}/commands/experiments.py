@@ -264,13 +264,13 @@ def format_table(ranked: Sequence[Ranked], rules: Mapping[str, Any], chosen: Pic
         if chosen is not None and row is chosen.chosen:
             mark = "<- pick"
         elif chosen is not None and (row is chosen.best or row in chosen.within_noise):
-            mark = "best" if row is chosen.best else "within noise"
+            mark = "best" if row is chosen.best else "noise"
         rows.append(
             [
                 row.experiment.name,
                 _params_text(row.experiment.changed),
                 number(row.experiment.metrics.get(names[0])),
-                interval_text(row.experiment.intervals.get(names[0])),
+                interval_text(row.experiment.intervals.get(names[0]), digits=3),
                 *(number(row.experiment.metrics.get(name)) for name in names[1:]),
                 verdict,
                 mark,
@@ -302,15 +302,16 @@ def report(experiments: Sequence[Experiment], rules: Mapping[str, Any]) -> Itera
     noisy = len(chosen.within_noise)
     if chosen.chosen is not chosen.best:
         yield (
-            f"The policy keeps {name}, the checked-out commit: {chosen.best.experiment.name} "
-            f"has the best {metric}, but within {name}'s interval (noise, not a real gain)."
+            f"The policy keeps {name}, the checked-out commit: the best {metric}, "
+            f"{chosen.best.experiment.name}'s, lies within its interval."
         )
+        yield "A change must beat noise to replace what is committed (selection.within_noise)."
     else:
         yield f"The policy picks {name}: the best {metric} among those passing every check."
     if noisy and chosen.chosen is chosen.best:
         yield (
-            f"{noisy} other{'s' if noisy > 1 else ''} within noise of it: their {metric} "
-            "interval holds its value; more validation rows would tell them apart."
+            f"{noisy} other{'s' if noisy > 1 else ''} within noise of it (noise: the {metric} "
+            "interval holds its value)."
         )
     if chosen.chosen.experiment.rev == WORKSPACE:
         yield (

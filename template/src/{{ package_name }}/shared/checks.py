@@ -174,11 +174,11 @@ def evaluate_policy(
     return checks
 
 
-def interval_text(interval: Interval | None) -> str:
+def interval_text(interval: Interval | None, digits: int = 4) -> str:
     """A bootstrap interval as every command shows it: ``[low, high]``, or :data:`MISSING`."""
     if interval is None:
         return MISSING
-    return f"[{number(interval[0])}, {number(interval[1])}]"
+    return f"[{number(interval[0], digits)}, {number(interval[1], digits)}]"
 
 
 def format_table(checks: Sequence[Check]) -> str:
