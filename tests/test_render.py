@@ -118,6 +118,7 @@ CORE_FILES = {
             "slices",
             "tracking",
             "train",
+            "tune",
             "verify",
         )
     ),
@@ -132,6 +133,7 @@ MODULES |= {f"stages/{name}" for name in ("prepare", "featurize", "train", "eval
 MODULES |= {f"commands/{name}" for name in ("arguments", "check_tracker", "doctor", "experiments")}
 MODULES |= {"commands/find_run"}
 MODULES |= {f"commands/{name}" for name in ("gate", "promote", "rebuild", "reproduce", "verify")}
+MODULES |= {"commands/tune"}
 CI_FILES = {
     "github": {
         ".github/workflows/ci.yml",
