@@ -22,6 +22,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import commit_all, git_init_commit, render, run
@@ -193,9 +194,10 @@ def test_bad_refs_exit_non_zero_naming_the_ref_and_the_fix(team: Team) -> None:
     assert workspace_digest(project) == before
 
 
-def validation_metrics(project: Path, commit: str) -> dict[str, float]:
-    shown = run(["git", "show", f"{commit}:reports/metrics.json"], project).stdout
-    return json.loads(shown)["validation"]
+def validation_metrics(project: Path, commit: str) -> dict[str, Any]:
+    """A commit's validation metrics, and under ``interval`` each metric's bootstrap interval."""
+    shown = json.loads(run(["git", "show", f"{commit}:reports/metrics.json"], project).stdout)
+    return {**shown["validation"], "interval": shown["intervals"]["validation"]}
 
 
 def test_experiments_are_compared_on_validation_and_the_pick_is_promoted(team: Team) -> None:
@@ -212,7 +214,9 @@ def test_experiments_are_compared_on_validation_and_the_pick_is_promoted(team: T
     listed = run(["make", "--silent", "experiments"], project).stdout
     assert max(len(line) for line in listed.splitlines()) <= 120
     lines = listed.splitlines()
-    end = next(i for i, line in enumerate(lines) if line.startswith("The policy picks"))
+    assert lines[0].startswith("Experiments on the validation split, ranked by average_precision")
+    verdict = ("The policy picks", "The policy keeps")
+    end = next(i for i, line in enumerate(lines) if line.startswith(verdict))
     rows = {line.split()[0]: line for line in lines[2:end]}
     assert {"main", *variations} <= rows.keys()
     assert "train.logistic_regression.C=4" in rows["c-4"]
@@ -227,19 +231,27 @@ def test_experiments_are_compared_on_validation_and_the_pick_is_promoted(team: T
     }
     measured = {name: validation_metrics(project, commit) for name, commit in commits.items()}
 
+    # The declared rule: the best average precision among the rows that pass; the
+    # checked-out commit is kept when the best lies within its interval.
     def merit(name: str) -> tuple[float, float]:
-        return measured[name]["recall"], measured[name]["precision"]
+        return measured[name]["average_precision"], measured[name]["precision"]
 
     passing = [
         name
         for name, values in measured.items()
         if values["recall"] >= 0.8 - 1e-9 and values["precision"] >= 0.2 - 1e-9
     ]
+    best = max(passing, key=merit)
+    low, high = (measured["main"]["interval"]["average_precision"][end] for end in ("low", "high"))
+    kept = "main" in passing and low <= measured[best]["average_precision"] <= high
+    expected = "main" if kept else best
     (picked,) = [name for name, line in rows.items() if line.rstrip().endswith("<- pick")]
-    assert picked in passing
-    assert merit(picked) == max(merit(name) for name in passing), listed
-    assert f"The policy picks {picked}" in listed
-    expected = picked
+    assert picked == expected, listed
+    if picked != best:
+        assert rows[best].rstrip().endswith("best")
+        assert "The policy keeps main, the checked-out commit" in listed
+    else:
+        assert f"The policy picks {picked}" in listed
 
     promoted = run(["make", "promote", f"EXP={expected}"], project)
     assert f"Promoted {expected} as {MODEL}@v1.0.0 (champion)" in promoted.stdout

@@ -159,3 +159,34 @@ def test_prepare_refuses_the_fault_in_one_message_and_its_fix_restores_the_last_
     md5 = re.search(r"md5: (\w+)", committed)
     assert md5
     assert (project / ".dvc" / "cache" / "files" / "md5" / md5[1][:2] / md5[1][2:]).is_file()
+
+
+@pytest.mark.e2e
+def test_a_column_that_gives_the_target_away_is_refused_until_it_is_excluded(
+    project: Path, good_run: dict[str, bytes]
+) -> None:
+    """A field filled in after the fact (here, the outcome of an investigation)."""
+    lines = (project / RAW).read_text(encoding="utf-8").splitlines()
+    leaked = [f"{lines[0]},investigation_days"]
+    for number, line in enumerate(lines[1:]):
+        days = 30 + number % 60 if line.endswith(",1") else number % 5
+        leaked.append(f"{line},{days}")
+    (project / RAW).write_text("\n".join(leaked) + "\n", encoding="utf-8")
+    params = project / "params.yaml"
+    try:
+        run(["make", "repro"], project)
+        refused = run(["make", "policy"], project, check=False)
+        assert refused.returncode == 1
+        assert "probable leak: investigation_days alone (roc_auc)" in refused.stderr
+        assert "Traceback" not in refused.stdout + refused.stderr
+
+        text = params.read_text(encoding="utf-8")
+        reason = "excluded: {investigation_days: known only after the investigation}"
+        params.write_text(text.replace("excluded: {}", reason, 1), encoding="utf-8")
+        run(["make", "repro"], project)
+        features = (project / "reports" / "features.json").read_text(encoding="utf-8")
+        assert "investigation_days" not in features  # it never reached the model
+        judged = run(["make", "policy"], project, check=False)
+        assert "probable leak" not in judged.stdout + judged.stderr
+    finally:
+        run(["git", "checkout", "--", "params.yaml", "dvc.lock", "reports"], project)

@@ -126,7 +126,9 @@ CORE_FILES = {
 }
 # The package's modules on their floors (the report's subpackage is listed by test_results.py).
 MODULES = {"__init__", "shared/__init__", "stages/__init__", "commands/__init__"}
-MODULES |= {f"shared/{name}" for name in ("display", "git", "intervals", "lock", "params", "paths")}
+MODULES |= {
+    f"shared/{name}" for name in ("display", "git", "intervals", "lock", "params", "paths")
+}
 MODULES |= {f"shared/{name}" for name in ("policy", "records", "seeding", "slices", "splits")}
 MODULES |= {f"shared/{name}" for name in ("checks", "evidence", "tracking")}
 MODULES |= {f"stages/{name}" for name in ("prepare", "featurize", "train", "evaluate")}
