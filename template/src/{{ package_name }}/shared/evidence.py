@@ -30,7 +30,7 @@ from pandas.api.types import is_numeric_dtype
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
-MAX_ROWS = 20_000
+MAX_ROWS = 10_000
 REPEATS = 5
 BINS = 100
 # How a column alone is scored: the target's values, the mapped column, and

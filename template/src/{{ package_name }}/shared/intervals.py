@@ -34,7 +34,7 @@ import numpy as np
 
 RESAMPLES = 1000
 CONFIDENCE = 0.95
-MAX_GROUPS = 1000
+MAX_GROUPS = 500
 
 # A metric's interval: its low and high ends.
 Interval = tuple[float, float]

@@ -144,6 +144,11 @@ def read_columns(name: str, columns: list[str], folder: Path = PROCESSED_DATA_DI
     return pq.read_table(split_file(name, folder), columns=columns).to_pandas()
 
 
+def read_types(name: str, folder: Path = PROCESSED_DATA_DIR) -> pd.DataFrame:
+    """Split ``name``'s columns and their types, without reading a row (from ``folder``)."""
+    return pq.read_schema(split_file(name, folder)).empty_table().to_pandas()
+
+
 def read_target(name: str, target: str, folder: Path = PROCESSED_DATA_DIR) -> pd.Series:
     """Read only the ``target`` column of split ``name`` (from ``folder``)."""
     return read_columns(name, [target], folder)[target]
