@@ -188,17 +188,30 @@ def metrics_of(project: Path) -> dict[str, dict[str, float]]:
     return json.loads((project / "reports" / "metrics.json").read_text(encoding="utf-8"))
 
 
-def verdicts(project: Path) -> dict[str, tuple[str, str]]:
-    """What the pages must say per policy metric on the test split: the bound and the verdict."""
+def verdicts(project: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """What the pages must say per policy rule on the test split: the bound and the verdict.
+
+    Keyed by metric and role: the primary metric, each guardrail, and the
+    margin over the dummy baseline (a row of its own).
+    """
     rules = yaml.safe_load((project / "metrics_policy.yaml").read_text(encoding="utf-8"))
-    test = metrics_of(project)["test"]
+    measured = metrics_of(project)
+    test = measured["test"]
+    margin = rules["baseline"]
+    baseline = {
+        "name": margin["metric"],
+        "direction": "maximize",
+        "threshold": measured["baseline"]["test"][margin["metric"]] + margin["min_improvement"],
+    }
+    judged = [("primary", rules["primary_metric"])]
+    judged += [("guardrail", rule) for rule in rules["guardrails"]] + [("baseline", baseline)]
     expected = {}
-    for rule in [rules["primary_metric"], *rules["guardrails"]]:
+    for role, rule in judged:
         value, threshold = test[rule["name"]], rule["threshold"]
         maximize = rule["direction"] == "maximize"
         passes = value >= threshold if maximize else value <= threshold
         bound = f"{'>=' if maximize else '<='} {threshold:.4f}"
-        expected[rule["name"]] = (bound, "pass" if passes else "FAIL")
+        expected[rule["name"], role] = (bound, "pass" if passes else "FAIL")
     return expected
 
 
@@ -246,18 +259,44 @@ def test_docs_pages_show_the_committed_metrics_with_the_gates_verdict(
 ) -> None:
     metrics = metrics_of(results_project)
     expected = verdicts(results_project)
+    found = tables(rendered[page].dom["light"])
     rows = {
-        row[0]: row
-        for table in tables(rendered[page].dom["light"])
-        for row in table
+        (row[0], row[1]): row
+        for table in found
+        for row in table[1:]
         if table[0][:5] == ["metric", "role", "passes when", "validation", "test"]
     }
-    assert set(rows) - {"metric"} == set(metrics["test"])
-    for name, value in metrics["test"].items():
-        _, role, bound, validation, test, result = rows[name]
+    measured = {name for name, role in rows if role in {"primary", "guardrail", "baseline", "-"}}
+    assert measured == set(metrics["test"])
+    for (name, role), row in rows.items():
+        if name not in metrics["test"]:
+            continue
+        _, _, bound, validation, test, interval, dummy, result = row
+        value = metrics["test"][name]
         assert validation == f"{metrics['validation'][name]:.4f}", name
         assert test == f"{value:.4f}", name
-        assert (bound, result) == expected.get(name, ("-", "-")), name
+        assert (bound, result) == expected.get((name, role), ("-", "-")), (name, role)
+        ends = metrics["intervals"]["test"].get(name)
+        assert interval == (f"[{ends['low']:.4f}, {ends['high']:.4f}]" if ends else "-"), name
+        assert dummy == f"{metrics['baseline']['test'][name]:.4f}", name
+    # The slice floor and the leak check are checks of their own, and both pass here.
+    roles = [role for _, role in rows]
+    assert roles.count("leak check") == 1
+    assert all(row[-1] == "pass" for (_, role), row in rows.items() if role != "-")
+    # The test split per slice, and the feature evidence, each a table of the page.
+    per_slice = json.loads((results_project / "reports" / "slices.json").read_text())
+    features = json.loads((results_project / "reports" / "features.json").read_text())
+    heads = {table[0][0]: table for table in found}
+    if per_slice:
+        slices_shown = {row[0]: row for row in heads["slice"][1:]}
+        for column, values in per_slice.items():
+            for value, entry in values.items():
+                assert slices_shown[f"{column}={value}"][1] == str(entry["rows"])
+    shown_features = {row[0]: row for row in heads["feature"][1:]}
+    assert set(shown_features) == set(features["importance"]["columns"])
+    for column, found_importance in features["importance"]["columns"].items():
+        assert shown_features[column][1] == f"{found_importance['mean']:.4f}"
+        assert shown_features[column][3] == f"{features['alone']['columns'][column]:.4f}"
     record = json.loads((results_project / "reports" / "run.json").read_text(encoding="utf-8"))
     text = re.sub(r"<[^>]+>", "", rendered[page].dom["light"])
     assert f"run {record['run_id']}, on commit {record['git_commit'][:12]}" in text
@@ -277,17 +316,28 @@ def test_report_overlays_the_baseline_and_compares_the_values(
         "main",
         "workspace",
         "change",
+        "interval (workspace)",
+        "dummy baseline (workspace)",
         "result (main)",
         "result (workspace)",
     ]
     for split, table in (("test", test_table), ("validation", validation_table)):
-        rows = {row[0]: row for row in table[1:]}
-        assert set(rows) == set(metrics[split])
-        for name, value in metrics[split].items():
-            assert rows[name][3:6] == [f"{value:.4f}", f"{value:.4f}", "+0.0000"], name
+        rows = {(row[0], row[1]): row for row in table[1:]}
+        measured = {
+            name for name, role in rows if role in {"primary", "guardrail", "baseline", "-"}
+        }
+        assert measured == set(metrics[split])
+        for (name, role), row in rows.items():
+            if name not in metrics[split]:
+                continue  # the slice floor and the leak check
+            value = metrics[split][name]
+            assert row[3:6] == [f"{value:.4f}", f"{value:.4f}", "+0.0000"], name
+            ends = metrics["intervals"][split].get(name)
+            assert row[6] == (f"[{ends['low']:.4f}, {ends['high']:.4f}]" if ends else "-"), name
+            assert row[7] == f"{metrics['baseline'][split][name]:.4f}", name
             if split == "test":
-                verdict = expected.get(name, ("-", "-"))[1]
-                assert rows[name][6:] == [verdict, verdict], name
+                verdict = expected.get((name, role), ("-", "-"))[1]
+                assert row[8:] == [verdict, verdict], name
     for name in CHARTS[problem_type_of(results_project)]:
         assert ">main<" in chart_markup(dom, name), f"{name} has no baseline series"
 

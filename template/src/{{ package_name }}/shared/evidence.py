@@ -15,8 +15,8 @@ Two measures per raw feature column, both on the validation split, both seeded:
   metrics policy's ``leak_check`` refuses until the column is excluded or
   allowed with a reason (:func:`..policy.check_leaks`).
 
-Both use at most :data:`MAX_ROWS` rows of each split, drawn with the seed,
-so their cost does not grow with the data.
+Each reads at most :data:`IMPORTANCE_ROWS` or :data:`ALONE_ROWS` rows of a
+split, drawn with the seed, so their cost does not grow with the data.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ from pandas.api.types import is_numeric_dtype
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
-MAX_ROWS = 10_000
+# Rows of a split each measure reads at most: shuffling a column means running
+# the preprocessor and the model again, scoring a column alone is cheap.
+IMPORTANCE_ROWS = 5_000
+ALONE_ROWS = 20_000
 REPEATS = 5
 BINS = 100
 # How a column alone is scored: the target's values, the mapped column, and
@@ -40,11 +43,11 @@ Scorer = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 Encoder = Callable[[pd.Series], tuple[np.ndarray, np.ndarray]]
 
 
-def sample(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """At most :data:`MAX_ROWS` rows of ``frame``, drawn with ``seed`` (all of them if fewer)."""
-    if len(frame) <= MAX_ROWS:
+def sample(frame: pd.DataFrame, seed: int, limit: int) -> pd.DataFrame:
+    """At most ``limit`` rows of ``frame``, drawn with ``seed`` (all of them if fewer)."""
+    if len(frame) <= limit:
         return frame
-    rows = np.sort(np.random.default_rng(seed).choice(len(frame), MAX_ROWS, replace=False))
+    rows = np.sort(np.random.default_rng(seed).choice(len(frame), limit, replace=False))
     return frame.iloc[rows]
 
 
@@ -62,7 +65,7 @@ def importances(
     The drop of ``scoring`` (a scikit-learn scorer's name) when the column is
     shuffled, over :data:`REPEATS` shuffles; most important first.
     """
-    rows = sample(validation, seed)
+    rows = sample(validation, seed, IMPORTANCE_ROWS)
     pipeline = Pipeline([("features", preprocessor), ("model", model)])
     found = permutation_importance(
         pipeline,
@@ -116,7 +119,8 @@ def alone(
     prediction (the positive class as 1, or one column per class); ``score``
     scores that prediction against the validation target.
     """
-    train, validation = sample(train, seed), sample(validation, seed)
+    train = sample(train, seed, ALONE_ROWS)
+    validation = sample(validation, seed, ALONE_ROWS)
     encoded, labels = encode(train[target])
     encoded = encoded.reshape(len(train), -1)
     overall = encoded.mean(axis=0)
