@@ -107,6 +107,7 @@ CORE_FILES = {
             "featurize",
             "imports",
             "intervals",
+            "learned",
             "params",
             "pipeline_code",
             "policy",
