@@ -154,11 +154,18 @@ def metrics(project: Path) -> dict[str, float]:
 def test_pipeline_runs_and_a_forced_rerun_is_bit_identical(ran_project: Path) -> None:
     project = ran_project
     problem_type = read_yaml(project / ".copier-answers.yml")["problem_type"]
-    by_split = metrics(project)
-    assert set(by_split) == {"validation", "test"}
-    for scores in by_split.values():
+    measured = metrics(project)
+    assert set(measured) == {"validation", "test", "intervals", "baseline"}
+    by_split = {split: measured[split] for split in ("validation", "test")}
+    for split, scores in by_split.items():
         assert POLICY_METRICS[problem_type] <= scores.keys()
         assert all(isinstance(value, float) for value in scores.values())
+        # Each policy metric's bootstrap interval holds its value; the dummy is measured too.
+        intervals = measured["intervals"][split]
+        assert POLICY_METRICS[problem_type] <= intervals.keys()
+        for name, ends in intervals.items():
+            assert ends["low"] <= scores[name] <= ends["high"], (split, name)
+        assert POLICY_METRICS[problem_type] <= measured["baseline"][split].keys()
     if problem_type == "binary_classification":
         assert 0.6 <= by_split["test"]["recall"] <= 0.95
         assert by_split["test"]["precision"] < 0.9
