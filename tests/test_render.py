@@ -100,6 +100,7 @@ CORE_FILES = {
     *(
         f"tests/test_{name}.py"
         for name in (
+            "baseline",
             "doctor",
             "evaluate",
             "evidence",
