@@ -10,6 +10,7 @@ selection metric beside the checked-out commit, and the search is written to
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,9 @@ def test_the_trials_are_ranked_by_the_selection_metric_and_the_pick_is_named(
     assert record["space"]["space"] == {"logistic_regression": {"C": [0.05, 20.0]}}
     assert all(trial["average_precision"] is not None for trial in record["trials"])
     assert all(len(trial["interval"]) == 2 for trial in record["trials"])
-    table = output[output.index("experiment  changed params") :].splitlines()
+    header = re.search(r"^experiment +changed params .*$", output, re.MULTILINE)
+    assert header, output
+    table = output[header.start() :].splitlines()
     assert table[0].split()[2:4] == ["average_precision", "interval"]
     (picked,) = [line.split()[0] for line in table if line.rstrip().endswith("<- pick")]
     assert picked == record["pick"]
