@@ -77,7 +77,7 @@ def test_the_trials_are_ranked_by_the_selection_metric_and_the_pick_is_named(
     header = re.search(r"^experiment +changed params .*$", output, re.MULTILINE)
     assert header, output
     table = output[header.start() :].splitlines()
-    assert table[0].split()[2:4] == ["average_precision", "interval"]
+    assert table[0].split()[3:5] == ["average_precision", "interval"]
     (picked,) = [line.split()[0] for line in table if line.rstrip().endswith("<- pick")]
     assert picked == record["pick"]
     if picked in {trial["name"] for trial in record["trials"]}:
