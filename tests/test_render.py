@@ -132,7 +132,7 @@ MODULES |= {
     f"shared/{name}" for name in ("display", "git", "intervals", "lock", "params", "paths")
 }
 MODULES |= {f"shared/{name}" for name in ("policy", "records", "seeding", "slices", "splits")}
-MODULES |= {f"shared/{name}" for name in ("checks", "evidence", "tracking")}
+MODULES |= {f"shared/{name}" for name in ("checks", "evidence", "learned", "tracking")}
 MODULES |= {f"stages/{name}" for name in ("prepare", "featurize", "train", "evaluate")}
 MODULES |= {f"commands/{name}" for name in ("arguments", "check_tracker", "doctor", "experiments")}
 MODULES |= {"commands/find_run"}
