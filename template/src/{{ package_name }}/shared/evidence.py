@@ -4,7 +4,7 @@ Two measures per raw feature column, both on the validation split, both seeded:
 
 - **Permutation importance**: how much the model's score drops when the
   column's values are shuffled across rows (scikit-learn's
-  ``permutation_importance``, through the fitted preprocessor and the model,
+  ``permutation_importance``, through the inference pipeline (preprocessor and model),
   so a one-hot encoded column is shuffled as one).
 - **Alone**: how well the column predicts the target on its own. Each value
   (a category, or one of :data:`BINS` quantile bins of a number, blanks a
@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_numeric_dtype
 from sklearn.inspection import permutation_importance
-from sklearn.pipeline import Pipeline
 
 # Rows of a split each measure reads at most: shuffling a column means running
 # the preprocessor and the model again, scoring a column alone is cheap.
@@ -52,23 +51,22 @@ def sample(frame: pd.DataFrame, seed: int, limit: int) -> pd.DataFrame:
 
 
 def importances(
-    preprocessor: Any,
     model: Any,
     validation: pd.DataFrame,
     features: list[str],
     target: str,
-    scoring: str,
+    scoring: Any,
     seed: int,
 ) -> dict[str, dict[str, float]]:
     """Each raw feature's permutation importance on ``validation``: its mean and spread.
 
-    The drop of ``scoring`` (a scikit-learn scorer's name) when the column is
-    shuffled, over :data:`REPEATS` shuffles; most important first.
+    ``model`` takes raw rows (the inference pipeline). The drop of ``scoring``
+    (a scikit-learn scorer or its name) when the column is shuffled, over
+    :data:`REPEATS` shuffles; most important first.
     """
     rows = sample(validation, seed, IMPORTANCE_ROWS)
-    pipeline = Pipeline([("features", preprocessor), ("model", model)])
     found = permutation_importance(
-        pipeline,
+        model,
         rows[features],
         rows[target],
         scoring=scoring,

@@ -17,7 +17,7 @@ file is committed to git (DVC leaves it uncached), so this reads exactly what
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -171,6 +171,34 @@ def selection_rule(policy: Mapping[str, Any]) -> Selection:
 def load_project_policy(root: Path = PROJECT_ROOT) -> dict[str, Any]:
     """The policy of the project at ``root`` (its ``metrics_policy.yaml`` and schema)."""
     return load_policy(root / POLICY_FILE.name, root / POLICY_SCHEMA_FILE.name)
+
+
+def positive_label(root: Path = PROJECT_ROOT) -> Any:
+    """The class binary metrics are about: the policy's ``evaluation.positive_label`` (or 1)."""
+    return load_project_policy(root)["evaluation"].get("positive_label", 1)
+
+
+def find_label(value: Any, labels: Iterable[Any], column: str) -> Any:
+    """The label of ``labels`` (the target ``column``'s) that ``value`` names.
+
+    Raises:
+        PolicyError: none does; the message lists the labels the column holds.
+    """
+    found = list(labels)
+    for label in found:
+        if str(label) == str(value):  # 1 names 1 and "1"; "Yes" names "Yes"; true names True
+            return label
+    hint = ""
+    if isinstance(value, bool):
+        hint = (
+            f" YAML reads a bare {'Yes' if value else 'No'} as {str(value).lower()}: write "
+            'the label in quotes (positive_label: "Yes").'
+        )
+    held = ", ".join(repr(label) for label in sorted(found, key=str))
+    raise PolicyError(
+        f"{POLICY_FILE.name}: evaluation.positive_label is {value!r}, not a label "
+        f"of the target column {column!r}, which holds {held}.{hint}"
+    )
 
 
 def parse_metrics(text: str, source: str, split: str = GATE_SPLIT) -> dict[str, float]:

@@ -139,9 +139,19 @@ def read_features(
     return pd.DataFrame(matrix, columns=table.column_names, copy=False), labels
 
 
-def read_columns(name: str, columns: list[str], folder: Path = PROCESSED_DATA_DIR) -> pd.DataFrame:
-    """Read only ``columns`` of split ``name`` (from ``folder``), in row order."""
-    return pq.read_table(split_file(name, folder), columns=columns).to_pandas()
+def read_columns(
+    name: str,
+    columns: list[str],
+    folder: Path = PROCESSED_DATA_DIR,
+    *,
+    text_as_categories: bool = False,
+) -> pd.DataFrame:
+    """Read only ``columns`` of split ``name`` (from ``folder``), in row order.
+
+    ``text_as_categories`` as for :func:`read_split`.
+    """
+    table = pq.read_table(split_file(name, folder), columns=columns)
+    return table.to_pandas(strings_to_categorical=text_as_categories)
 
 
 def read_types(name: str, folder: Path = PROCESSED_DATA_DIR) -> pd.DataFrame:

@@ -2,8 +2,10 @@
 
 The transformers learn everything they need (medians, categories, scales)
 from the training split only, so no information leaks from the validation or
-test rows into the model. The fitted preprocessor is saved next to the model:
-prediction on new claims must transform them exactly the same way.
+test rows into the model. The stage writes the featurized training split,
+which train fits on, and the fitted preprocessor, which the evaluate stage
+joins to the model in the inference pipeline (:mod:`..shared.inference`):
+validation, test and new rows go through that one pipeline, raw.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ..shared.params import Featurize, load_params
 from ..shared.paths import INTERIM_DATA_DIR, PREPROCESSOR_FILE, PROCESSED_DATA_DIR
-from ..shared.splits import SPLITS, Schema, read_split, resolve_schema, write_split
+from ..shared.splits import Schema, read_split, resolve_schema, write_split
 
 
 def build_preprocessor(schema: Schema, params: Featurize) -> ColumnTransformer:
@@ -68,21 +70,12 @@ def featurize(
 
 
 def main() -> None:
-    """Fit the preprocessor on the training split and transform every split.
-
-    One split is in memory at a time, and the training split is transformed in
-    the same pass that fits the preprocessor on it.
-    """
+    """Fit the preprocessor on the training split, and transform it in the same pass."""
     params = load_params()
     train = read_split("train", INTERIM_DATA_DIR, text_as_categories=True)
     schema = resolve_schema(train, params.data)
     preprocessor = build_preprocessor(schema, params.featurize)
     write_split(featurize(preprocessor, train, schema, fit=True), "train", PROCESSED_DATA_DIR)
-    del train
-    for name in SPLITS:
-        if name != "train":
-            rows = read_split(name, INTERIM_DATA_DIR, text_as_categories=True)
-            write_split(featurize(preprocessor, rows, schema), name, PROCESSED_DATA_DIR)
     PREPROCESSOR_FILE.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(preprocessor, PREPROCESSOR_FILE)
     n_features = len(preprocessor.get_feature_names_out())
