@@ -6,89 +6,48 @@ run id) and:
 1. finds its commit and run record;
 2. runs the metrics gate on the test metrics committed there, with the
    regression rule against the policy's baseline;
-3. when every check passes, tags that commit in GTO's format, the version
-   ``<model>@v<N>.0.0`` and the stage ``<model>#champion#<N>``, and registers
-   the run's model in the tracker's model registry where there is one
-   (MLflow: a new version of the registered model, alias ``champion``);
-4. when a check fails, refuses, prints why and changes nothing.
+3. when every check passes, shows how the challenger's decisions on the test
+   split differ from the current champion's (the canary, kept with the
+   promotion);
+4. registers the run's inference pipeline in the tracker's model registry
+   where there is one (MLflow: a new version of the registered model, with
+   its signature, alias ``champion``), and tags the commit in GTO's format
+   (:mod:`..shared.registry`): the version ``<model>@v<N>.0.0`` and the
+   stage ``<model>#champion#<K>``;
+5. when a check fails, refuses, prints why and changes nothing.
 
 The model's name and file come from the ``artifacts`` section of
 ``dvc.yaml``, where GTO and DVC read them too. The workspace is left as it
 is: ``git merge --ff-only <model>@v<N>.0.0`` (or ``dvc exp apply``) brings
 the promoted experiment into the branch, and the docs' model card lists
-every promoted version.
+every promoted version. ``make rollback`` hands the stage back.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..shared import checks, policy, records, tracking
-from ..shared.git import git, show_file
-from ..shared.lock import read_yaml
+from ..shared import checks, inference, policy, records, registry, tracking
+from ..shared.display import number
+from ..shared.git import show_file
 from ..shared.paths import (
-    DVC_YAML_FILE,
     FEATURES_PATH,
+    INTERIM_DATA_DIR,
     METRICS_PATH,
     PROJECT_ROOT,
     SLICES_PATH,
+    in_repository,
 )
+from ..shared.splits import read_split, split_file
 from .arguments import failed, ref_from
-
-STAGE = "champion"
 
 
 class PromoteError(Exception):
     """The experiment cannot be promoted as asked (reported in one line)."""
-
-
-@dataclass(frozen=True)
-class Version:
-    """A promoted version, read back from its git tag."""
-
-    tag: str
-    number: int
-    commit: str
-    details: dict[str, Any]
-
-
-def model_artifact(root: Path = PROJECT_ROOT) -> tuple[str, str]:
-    """The name and path of the model declared in ``dvc.yaml``'s ``artifacts``."""
-    declared = (read_yaml(root / DVC_YAML_FILE.name) or {}).get("artifacts") or {}
-    for name, artifact in declared.items():
-        if isinstance(artifact, dict) and artifact.get("type") == "model":
-            return str(name), str(artifact.get("path"))
-    raise PromoteError(
-        f"{DVC_YAML_FILE.name} declares no artifact of type model under 'artifacts'"
-    )
-
-
-def versions(name: str, root: Path = PROJECT_ROOT) -> list[Version]:
-    """Every promoted version of ``name``, oldest first, with the details its tag holds."""
-    listed = git(
-        root,
-        "for-each-ref",
-        f"refs/tags/{name}@v*",
-        "--format=%(refname:short)%09%(*objectname)%09%(contents:body)%00",
-    )
-    found = []
-    for entry in listed.stdout.split("\0"):
-        parts = entry.strip("\n").split("\t", 2)
-        match = re.fullmatch(rf"{re.escape(name)}@v(\d+)\.0\.0", parts[0])
-        if match is None or len(parts) < 2:
-            continue
-        try:
-            details = json.loads(parts[2]) if len(parts) > 2 and parts[2].strip() else {}
-        except json.JSONDecodeError:
-            details = {}
-        found.append(Version(parts[0], int(match.group(1)), parts[1], details))
-    return sorted(found, key=lambda version: version.number)
 
 
 def gate(
@@ -114,10 +73,52 @@ def gate(
     return verdicts, note, dict(measured.metrics)
 
 
-def _tag(root: Path, tag: str, commit: str, message: str) -> None:
-    done = git(root, "tag", "--annotate", tag, commit, "--message", message)
-    if done.returncode != 0:
-        raise PromoteError(f"git could not create tag {tag}: {done.stderr.strip()}")
+def canary(commit: str, path: str, name: str, root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """How the challenger at ``commit`` decides the test split unlike the champion; say it.
+
+    Both inference pipelines score the workspace's test split
+    (``data/interim/test.parquet``); an empty result when there is no
+    champion yet, or nothing to score.
+    """
+    current = registry.champion(name, root)
+    folder = root / in_repository(INTERIM_DATA_DIR)
+    test = split_file("test", folder)
+    if current is None or not test.is_file():
+        return {}
+    champion_model, _ = registry.pipeline_at(current.commit, path, root)
+    challenger, _ = registry.pipeline_at(commit, path, root)
+    rows = read_split("test", folder, text_as_categories=True)
+    wanted = {**inference.columns(champion_model), **inference.columns(challenger)}
+    missing = [column for column in wanted if column not in rows.columns]
+    if missing:
+        print(f"Canary skipped: the test split lacks {', '.join(missing)}.")
+        return {}
+    found = inference.compare(
+        inference.predict(champion_model, rows), inference.predict(challenger, rows)
+    )
+    found["champion"] = current.tag
+    print(f"Canary against {current.tag} on the test split ({len(rows)} rows):")
+    print(canary_text(found))
+    return found
+
+
+def canary_text(found: dict[str, Any]) -> str:
+    """The canary's figures as lines to print."""
+    if "agreement" not in found:
+        return (
+            f"  mean absolute change {number(found['mean_absolute_change'])}, "
+            f"largest {number(found['largest_change'])}"
+        )
+    shares = [
+        f"{label} {found['decisions_before'][label]:.1%} -> {found['decisions_after'][label]:.1%}"
+        for label in found["decisions_after"]
+    ]
+    rows = ", ".join(map(str, found["changed_rows"])) + (", ..." if found["changed"] > 10 else "")
+    return (
+        f"  agreement {found['agreement']:.1%}; {found['changed']} rows change side"
+        + (f" (rows {rows})" if rows else "")
+        + f"\n  decisions: {'; '.join(shares)}"
+    )
 
 
 def promote(ref: str, root: Path = PROJECT_ROOT) -> int:
@@ -126,8 +127,8 @@ def promote(ref: str, root: Path = PROJECT_ROOT) -> int:
         commit, record = records.find_run(ref, root)
     except records.RunNotFoundError as error:
         raise PromoteError(str(error)) from None
-    name, path = model_artifact(root)
-    known = versions(name, root)
+    name, path = registry.model_artifact(root)
+    known = registry.versions(name, root)
     already = [version for version in known if version.commit == commit]
     if already:
         print(f"{ref} is already promoted: {already[-1].tag} (commit {commit[:12]}).")
@@ -138,18 +139,10 @@ def promote(ref: str, root: Path = PROJECT_ROOT) -> int:
     if refused:
         print(f"not promoted: {refused}", file=sys.stderr)
         return 1
+    compared = canary(commit, path, name, root)
     number = max((version.number for version in known), default=0) + 1
-    version_tag, stage_tag = f"{name}@v{number}.0.0", f"{name}#{STAGE}#{number}"
+    version_tag = f"{name}@v{number}.0.0"
     run_id = str(record.get("run_id") or "")
-    details = {
-        "run_id": run_id,
-        "experiment": records.experiment_of(commit, root) or record.get("experiment"),
-        "path": path,
-        policy.GATE_SPLIT: metrics,
-    }
-    summary = f"Promote {name} v{number}.0.0 to {STAGE}"
-    _tag(root, version_tag, commit, f"{summary}\n\n{json.dumps(details, sort_keys=True)}")
-    _tag(root, stage_tag, commit, f"Assign {STAGE} to {name} v{number}.0.0")
     registered = None
     if run_id and record.get("tracker") == tracking.TRACKER:
         tags = {
@@ -158,11 +151,26 @@ def promote(ref: str, root: Path = PROJECT_ROOT) -> int:
             "content_key": str(record.get("content_key")),
         }
         try:
-            registered = tracking.register_model(run_id, name, STAGE, tags)
+            registered = tracking.register_model(run_id, name, registry.STAGE, tags)
         except tracking.TrackingError as error:
-            git(root, "tag", "--delete", version_tag, stage_tag)
             raise PromoteError(f"the model registry refused run {run_id}: {error}") from None
-    print(f"Promoted {ref} as {version_tag} ({STAGE}), commit {commit[:12]}.")
+    details = {
+        "run_id": run_id,
+        "experiment": records.experiment_of(commit, root) or record.get("experiment"),
+        "path": path,
+        policy.GATE_SPLIT: metrics,
+        "canary": compared,
+        "registry": registered,
+    }
+    summary = f"Promote {name} v{number}.0.0 to {registry.STAGE}"
+    version = registry.Version(version_tag, number, commit, details)
+    registry.create_tag(
+        root, version_tag, commit, f"{summary}\n\n{json.dumps(details, sort_keys=True)}"
+    )
+    stage_tag = registry.assign(
+        name, version, f"Assign {registry.STAGE} to {name} v{number}.0.0", root
+    )
+    print(f"Promoted {ref} as {version_tag} ({registry.STAGE}), commit {commit[:12]}.")
     print(registered or f"No model registry in {tracking.TRACKER}: the git tags are the registry.")
     experiment = records.experiment_of(commit, root)
     bring = f"git merge --ff-only {version_tag}" + (
@@ -179,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ref = ref_from(argv, "promote", description)
     try:
         return promote(ref)
-    except (PromoteError, policy.PolicyError) as error:
+    except (PromoteError, policy.PolicyError, registry.RegistryError) as error:
         return failed(error, 2)
 
 

@@ -1,0 +1,193 @@
+"""From champion to decisions in a generated project: predict, serve, canary, rollback.
+
+One default project (MLflow, binary classification) runs its pipeline and
+promotes it; `make predict` then scores the raw test rows and reproduces the
+test metrics of `reports/metrics.json` exactly, rescoring is byte for byte the
+same, MLflow's registered pyfunc makes the same decisions, `make serve`
+answers a real HTTP client (and names a missing column in a 400), and a
+second promotion, shown against the champion, is rolled back to version 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from support import commit_all, free_port, git_init_commit, render, run, tool_env
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "claims-fraud-detection"
+UV = ["uv", "run", "--locked", "python"]
+
+
+@pytest.fixture(scope="module")
+def promoted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default project, run, committed and promoted (v1), with its test rows as a CSV."""
+    project = render(tmp_path_factory.mktemp("decisions") / MODEL)
+    git_init_commit(project)
+    run(["make", "setup"], project)
+    run(["make", "repro"], project)
+    commit_all(project, "Run the pipeline")
+    run(["make", "promote", "EXP=HEAD"], project)
+    export = (
+        "import pandas\n"
+        "pandas.read_parquet('data/interim/test.parquet').to_csv('test-rows.csv', index=False)\n"
+    )
+    run([*UV, "-c", export], project)
+    return project
+
+
+def test_predict_reproduces_the_test_metrics_and_rescoring_is_byte_identical(
+    promoted: Path,
+) -> None:
+    project = promoted
+    done = run(["make", "predict", "INPUT=test-rows.csv", "OUTPUT=out/test.csv"], project)
+    assert f"with {MODEL}@v1.0.0" in done.stdout
+    record = json.loads((project / "out" / "test.csv.record.json").read_text(encoding="utf-8"))
+    assert record["model"]["version"] == f"{MODEL}@v1.0.0"
+    assert record["model"]["stage"] == "champion"
+    run_record = json.loads((project / "reports" / "run.json").read_text(encoding="utf-8"))
+    assert record["model"]["run_id"] == run_record["run_id"]
+    assert record["input"]["rows"] == record["output"]["rows"] > 0
+    check = (
+        "import json, pandas\n"
+        "from sklearn import metrics\n"
+        "rows = pandas.read_csv('test-rows.csv')\n"
+        "out = pandas.read_csv('out/test.csv')\n"
+        "truth, flagged = rows['fraud'] == 1, out['decision'] == 1\n"
+        "print(json.dumps({\n"
+        "  'recall': metrics.recall_score(truth, flagged),\n"
+        "  'precision': metrics.precision_score(truth, flagged),\n"
+        "  'roc_auc': metrics.roc_auc_score(truth, out['score']),\n"
+        "  'average_precision': metrics.average_precision_score(truth, out['score']),\n"
+        "}))\n"
+    )
+    found = json.loads(run([*UV, "-c", check], project).stdout.splitlines()[-1])
+    recorded = json.loads((project / "reports" / "metrics.json").read_text(encoding="utf-8"))
+    for name, value in found.items():
+        assert round(value, 6) == recorded["test"][name], name
+    again = run(["make", "predict", "RECORD=out/test.csv.record.json"], project)
+    assert "byte for byte the recorded one" in again.stdout
+    probe = (
+        "import mlflow, numpy, pandas\n"
+        "mlflow.set_tracking_uri('sqlite:///mlflow.db')\n"
+        f"model = mlflow.pyfunc.load_model('models:/{MODEL}@champion')\n"
+        "rows = pandas.read_csv('test-rows.csv').drop(columns=['fraud'])\n"
+        "mine = pandas.read_csv('out/test.csv')['decision'].to_numpy()\n"
+        "print(numpy.array_equal(numpy.asarray(model.predict(rows)), mine))\n"
+    )
+    assert run([*UV, "-c", probe], project).stdout.splitlines()[-1] == "True"
+
+
+def test_bad_input_is_refused_in_one_line_and_writes_nothing(promoted: Path) -> None:
+    project = promoted
+    (project / "bad.csv").write_text("claim_id,claim_amount\n1,12.5\n", encoding="utf-8")
+    done = run(["make", "predict", "INPUT=bad.csv"], project, check=False)
+    assert done.returncode != 0
+    assert "bad.csv: the model needs columns 'policy_tenure_months'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (project / "bad.predictions.csv").exists()
+    done = run(["make", "predict", "INPUT=test-rows.csv", "MODEL=no-such-run"], project, check=False)
+    assert "MODEL=no-such-run" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def request(url: str, body: bytes | None = None) -> tuple[int, dict, dict]:
+    """POST ``body`` as JSON (or GET without one); the status, headers and JSON answer."""
+    sent = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(sent, timeout=30) as answer:
+            text = answer.read().decode()
+            return answer.status, dict(answer.headers), json.loads(text) if text.strip() else {}
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read().decode())
+
+
+def test_serve_answers_a_real_client_with_the_decisions_of_predict(promoted: Path) -> None:
+    project = promoted
+    run(["make", "predict", "INPUT=test-rows.csv", "OUTPUT=out/served.csv"], project)
+    port = free_port()
+    server = subprocess.Popen(
+        ["make", "serve", f"PORT={port}"],
+        cwd=project,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail(f"make serve did not answer: {server.stdout and server.stdout.read()}")
+                time.sleep(0.5)
+        probe = (
+            "import json, pandas\n"
+            "rows = pandas.read_csv('test-rows.csv').drop(columns=['fraud']).head(50)\n"
+            "print(rows.to_json(orient='split', index=False))\n"
+        )
+        split = json.loads(run([*UV, "-c", probe], project).stdout.splitlines()[-1])
+        body = json.dumps({"dataframe_split": split}).encode()
+        status, headers, answer = request(f"{base}/invocations", body)
+        assert status == 200, answer
+        assert headers["X-Model-Version"] == f"{MODEL}@v1.0.0"
+        expected = (project / "out" / "served.csv").read_text(encoding="utf-8").splitlines()[1:51]
+        assert answer["predictions"] == [int(line.split(",")[-1]) for line in expected]
+        assert len(answer["scores"]) == 50
+        records = [dict(zip(split["columns"], row, strict=True)) for row in split["data"][:3]]
+        status, _, answer = request(
+            f"{base}/invocations", json.dumps({"dataframe_records": records}).encode()
+        )
+        assert status == 200 and len(answer["predictions"]) == 3
+        missing = {"columns": split["columns"][1:], "data": [row[1:] for row in split["data"]]}
+        status, _, answer = request(
+            f"{base}/invocations", json.dumps({"dataframe_split": missing}).encode()
+        )
+        assert status == 400
+        assert repr(split["columns"][0]) in answer["message"]
+        status, _, answer = request(f"{base}/invocations", b"{not json")
+        assert status == 400 and "not JSON" in answer["message"]
+        assert request(f"{base}/ping")[0] == 200  # still serving
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_a_second_promotion_shows_its_canary_and_rollback_brings_back_v1(
+    promoted: Path,
+) -> None:
+    project = promoted
+    setting = "train.logistic_regression.C=0.1"
+    run(["uv", "run", "--locked", "dvc", "exp", "run", "-n", "weaker-c", "-S", setting], project)
+    done = run(["make", "promote", "EXP=weaker-c"], project)
+    assert f"Canary against {MODEL}@v1.0.0" in done.stdout
+    assert "agreement" in done.stdout
+    rolled = run(["make", "rollback"], project)
+    assert f"back from {MODEL}@v2.0.0 to {MODEL}@v1.0.0" in rolled.stdout
+    assert "alias champion" in rolled.stdout
+    probe = (
+        "import mlflow\n"
+        "client = mlflow.MlflowClient('sqlite:///mlflow.db')\n"
+        f"print(client.get_model_version_by_alias('{MODEL}', 'champion').version)\n"
+    )
+    assert run([*UV, "-c", probe], project).stdout.splitlines()[-1] == "1"
+    done = run(["make", "predict", "INPUT=test-rows.csv", "OUTPUT=out/after.csv"], project)
+    assert f"with {MODEL}@v1.0.0" in done.stdout
+    refused = run(["make", "rollback"], project, check=False)
+    assert refused.returncode != 0
+    assert "first promoted version" in refused.stderr
