@@ -138,6 +138,8 @@ MODULES |= {f"commands/{name}" for name in ("arguments", "check_tracker", "docto
 MODULES |= {"commands/find_run"}
 MODULES |= {f"commands/{name}" for name in ("gate", "promote", "rebuild", "reproduce", "verify")}
 MODULES |= {"commands/tune"}
+MODULES |= {"shared/inference", "shared/registry"}
+MODULES |= {f"commands/{name}" for name in ("predict", "rollback", "serve")}
 CI_FILES = {
     "github": {
         ".github/workflows/ci.yml",
