@@ -1,17 +1,22 @@
 """From champion to decisions in a generated project: predict, serve, canary, rollback.
 
 One default project (MLflow, binary classification) runs its pipeline and
-promotes it; `make predict` then scores the raw test rows and reproduces the
-test metrics of `reports/metrics.json` exactly, rescoring is byte for byte the
-same, MLflow's registered pyfunc makes the same decisions, `make serve`
-answers a real HTTP client (and names a missing column in a 400), and a
-second promotion, shown against the champion, is rolled back to version 1.
+promotes it, then follows its deployment guide (`docs/architecture/
+deployment.md`), running the commands of each section as written: `make
+predict` scores the raw test rows and reproduces the test metrics of
+`reports/metrics.json` exactly, rescoring is byte for byte the same, MLflow's
+registered pyfunc makes the same decisions, one decision is explained,
+`make serve` answers a real HTTP client (and names a missing column in a
+400), and a second promotion, shown against the champion, is rolled back to
+version 1.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import time
@@ -28,6 +33,25 @@ MODEL = "claims-fraud-detection"
 UV = ["uv", "run", "--locked", "python"]
 
 
+def guide_commands(project: Path, heading: str) -> list[str]:
+    """The commands of the first shell block under ``## heading`` of the deployment guide."""
+    page = (project / "docs" / "architecture" / "deployment.md").read_text(encoding="utf-8")
+    section = page.split(f"\n## {heading}\n", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block, f"no shell block under {heading}"
+    return [line for line in block.group(1).replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def follow(project: Path, heading: str, **replacements: str) -> str:
+    """Run the guide's commands under ``heading`` in ``project``; their output."""
+    said = ""
+    for line in guide_commands(project, heading):
+        for old, new in replacements.items():
+            line = line.replace(old, new)
+        said += run(["sh", "-c", line], project).stdout
+    return said
+
+
 @pytest.fixture(scope="module")
 def promoted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default project, run, committed and promoted (v1), with its test rows as a CSV."""
@@ -42,6 +66,7 @@ def promoted(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "pandas.read_parquet('data/interim/test.parquet').to_csv('test-rows.csv', index=False)\n"
     )
     run([*UV, "-c", export], project)
+    shutil.copy(project / "test-rows.csv", project / "new-claims.csv")  # the guide's file
     return project
 
 
@@ -49,9 +74,10 @@ def test_predict_reproduces_the_test_metrics_and_rescoring_is_byte_identical(
     promoted: Path,
 ) -> None:
     project = promoted
-    done = run(["make", "predict", "INPUT=test-rows.csv", "OUTPUT=out/test.csv"], project)
-    assert f"with {MODEL}@v1.0.0" in done.stdout
-    record = json.loads((project / "out" / "test.csv.record.json").read_text(encoding="utf-8"))
+    said = follow(project, "Score a batch")
+    assert f"with {MODEL}@v1.0.0" in said
+    scored = project / "scored" / "new-claims.csv"
+    record = json.loads(scored.with_name(scored.name + ".record.json").read_text("utf-8"))
     assert record["model"]["version"] == f"{MODEL}@v1.0.0"
     assert record["model"]["stage"] == "champion"
     run_record = json.loads((project / "reports" / "run.json").read_text(encoding="utf-8"))
@@ -61,7 +87,7 @@ def test_predict_reproduces_the_test_metrics_and_rescoring_is_byte_identical(
         "import json, pandas\n"
         "from sklearn import metrics\n"
         "rows = pandas.read_csv('test-rows.csv')\n"
-        "out = pandas.read_csv('out/test.csv')\n"
+        "out = pandas.read_csv('scored/new-claims.csv')\n"
         "truth, flagged = rows['fraud'] == 1, out['decision'] == 1\n"
         "print(json.dumps({\n"
         "  'recall': metrics.recall_score(truth, flagged),\n"
@@ -74,17 +100,30 @@ def test_predict_reproduces_the_test_metrics_and_rescoring_is_byte_identical(
     recorded = json.loads((project / "reports" / "metrics.json").read_text(encoding="utf-8"))
     for name, value in found.items():
         assert round(value, 6) == recorded["test"][name], name
-    again = run(["make", "predict", "RECORD=out/test.csv.record.json"], project)
-    assert "byte for byte the recorded one" in again.stdout
+    assert "byte for byte the recorded one" in follow(project, "Trace a decision to its run")
     probe = (
         "import mlflow, numpy, pandas\n"
         "mlflow.set_tracking_uri('sqlite:///mlflow.db')\n"
         f"model = mlflow.pyfunc.load_model('models:/{MODEL}@champion')\n"
         "rows = pandas.read_csv('test-rows.csv').drop(columns=['fraud'])\n"
-        "mine = pandas.read_csv('out/test.csv')['decision'].to_numpy()\n"
+        "mine = pandas.read_csv('scored/new-claims.csv')['decision'].to_numpy()\n"
         "print(numpy.array_equal(numpy.asarray(model.predict(rows)), mine))\n"
     )
     assert run([*UV, "-c", probe], project).stdout.splitlines()[-1] == "True"
+
+
+def test_one_decision_is_explained_with_the_columns_that_pushed_its_score(
+    promoted: Path,
+) -> None:
+    said = follow(promoted, "Explain one decision")
+    assert f"scored by {MODEL}@v1.0.0" in said
+    assert "threshold" in said and "decision" in said
+    pushes = said.split("What pushed the score most", 1)[1].splitlines()[2:]
+    assert len(pushes) == 5
+    raw = said.split("Raw values:", 1)[1].split("Features they became", 1)[0]
+    columns = [line.split(":")[0].strip() for line in raw.strip().splitlines()]
+    assert len(columns) == 10  # the model's raw feature columns
+    assert all(line.split()[0] in columns for line in pushes)
 
 
 def test_bad_input_is_refused_in_one_line_and_writes_nothing(promoted: Path) -> None:
@@ -115,6 +154,8 @@ def test_serve_answers_a_real_client_with_the_decisions_of_predict(promoted: Pat
     project = promoted
     run(["make", "predict", "INPUT=test-rows.csv", "OUTPUT=out/served.csv"], project)
     port = free_port()
+    (command,) = guide_commands(project, "Serve")[:1]
+    assert command == "make serve PORT=8080"
     server = subprocess.Popen(
         ["make", "serve", f"PORT={port}"],
         cwd=project,
@@ -177,9 +218,9 @@ def test_a_second_promotion_shows_its_canary_and_rollback_brings_back_v1(
     done = run(["make", "promote", "EXP=weaker-c"], project)
     assert f"Canary against {MODEL}@v1.0.0" in done.stdout
     assert "agreement" in done.stdout
-    rolled = run(["make", "rollback"], project)
-    assert f"back from {MODEL}@v2.0.0 to {MODEL}@v1.0.0" in rolled.stdout
-    assert "alias champion" in rolled.stdout
+    rolled = follow(project, "Roll back")
+    assert f"back from {MODEL}@v2.0.0 to {MODEL}@v1.0.0" in rolled
+    assert "alias champion" in rolled
     probe = (
         "import mlflow\n"
         "client = mlflow.MlflowClient('sqlite:///mlflow.db')\n"

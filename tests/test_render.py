@@ -139,7 +139,7 @@ MODULES |= {"commands/find_run"}
 MODULES |= {f"commands/{name}" for name in ("gate", "promote", "rebuild", "reproduce", "verify")}
 MODULES |= {"commands/tune"}
 MODULES |= {"shared/inference", "shared/registry"}
-MODULES |= {f"commands/{name}" for name in ("predict", "rollback", "serve")}
+MODULES |= {f"commands/{name}" for name in ("explain", "predict", "rollback", "serve")}
 CI_FILES = {
     "github": {
         ".github/workflows/ci.yml",

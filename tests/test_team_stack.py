@@ -203,7 +203,7 @@ def test_a_run_logs_to_the_server_and_the_promoted_model_loads_back(team: Team) 
     project = team.project
     record = json.loads((project / "reports" / "run.json").read_text())
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
-    model_md5 = hashlib.md5((project / "models" / "model.joblib").read_bytes()).hexdigest()
+    model_md5 = hashlib.md5((project / "models" / "pipeline.joblib").read_bytes()).hexdigest()
     code = f"""
 import hashlib, json, pathlib, mlflow
 client = mlflow.MlflowClient({team.server.uri!r})
@@ -213,7 +213,7 @@ folder = mlflow.artifacts.download_artifacts(
 print(json.dumps({{
     "params": run.data.params, "metrics": run.data.metrics, "tags": run.data.tags,
     "artifacts": sorted(a.path for a in client.list_artifacts(run.info.run_id)),
-    "model_md5": hashlib.md5(pathlib.Path(folder, "model.joblib").read_bytes()).hexdigest(),
+    "model_md5": hashlib.md5(pathlib.Path(folder, "pipeline.joblib").read_bytes()).hexdigest(),
 }}))
 """
     logged = json.loads(server_python(team, project, code))
@@ -232,7 +232,7 @@ print(json.dumps({{
         item["Key"]
         for item in stack.s3_client(team.store).list_objects_v2(Bucket="mlflow")["Contents"]  # type: ignore[attr-defined]
     ]
-    assert any(record["run_id"] in key and key.endswith("model.joblib") for key in keys)
+    assert any(record["run_id"] in key and key.endswith("pipeline.joblib") for key in keys)
 
     promoted = run(["make", "promote", "EXP=HEAD"], project, env=team.env, check=False)
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
@@ -242,9 +242,10 @@ import joblib, mlflow, mlflow.sklearn, numpy, pandas
 mlflow.set_tracking_uri({team.server.uri!r})
 version = mlflow.MlflowClient().get_model_version_by_alias({SLUG!r}, "champion")
 loaded = mlflow.sklearn.load_model("models:/{SLUG}@champion")
-local = joblib.load("models/model.joblib")
-features = pandas.read_parquet("data/processed/test.parquet").drop(columns=["fraud"])
-numpy.testing.assert_array_equal(loaded.predict_proba(features), local.predict_proba(features))
+local = joblib.load("models/pipeline.joblib")
+rows = pandas.read_parquet("data/interim/test.parquet").drop(columns=["fraud"])
+numpy.testing.assert_array_equal(loaded.predict_proba(rows), local.predict_proba(rows))
+numpy.testing.assert_array_equal(loaded.predict(rows), local.predict(rows))
 print(version.run_id)
 """
     assert server_python(team, project, code).strip() == record["run_id"]

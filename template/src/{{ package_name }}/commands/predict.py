@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 import os
 import sys
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 import pyarrow
@@ -62,6 +64,7 @@ class Loaded:
     model: Any
     about: dict[str, Any]
     id_columns: tuple[str, ...] = ()
+    data: bytes = b""  # the pipeline file's bytes
 
 
 def load_model(ref: str = registry.STAGE, root: Path = PROJECT_ROOT) -> Loaded:
@@ -86,7 +89,8 @@ def load_model(ref: str = registry.STAGE, root: Path = PROJECT_ROOT) -> Loaded:
             raise PredictError(f"MODEL={ref}: {error}") from None
         found = [known for known in registry.versions(name, root) if known.commit == commit]
         version = found[-1] if found else None
-    model, md5 = registry.pipeline_at(commit, path, root)
+    data, md5 = registry.pipeline_bytes(commit, path, root)
+    model = joblib.load(io.BytesIO(data))
     current = registry.champion(name, root)
     about = {
         "ref": ref,
@@ -100,7 +104,7 @@ def load_model(ref: str = registry.STAGE, root: Path = PROJECT_ROOT) -> Loaded:
         "content_key": record.get("content_key"),
         "pipeline_md5": md5,
     }
-    return Loaded(model, about, tuple(id_columns_at(commit, root)))
+    return Loaded(model, about, tuple(id_columns_at(commit, root)), data)
 
 
 def id_columns_at(commit: str, root: Path) -> list[str]:

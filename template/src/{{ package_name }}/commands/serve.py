@@ -151,8 +151,10 @@ def from_file(path: Path) -> Loaded:
     """A pipeline file served as it is (``--pipeline``): its MD5 names it."""
     if not path.is_file():
         raise PredictError(f"{path}: there is no such file")
-    md5 = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
-    return Loaded(joblib.load(path), {"version": f"file:{path.name}", "pipeline_md5": md5})
+    data = path.read_bytes()
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    about = {"version": f"file:{path.name}", "pipeline_md5": md5}
+    return Loaded(joblib.load(io.BytesIO(data)), about, (), data)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,6 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pipeline", type=Path, help="serve this pipeline file instead")
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument(
+        "--export", type=Path, help="write the model's pipeline file here and stop (for an image)"
+    )
     arguments = parser.parse_args(argv)
     try:
         loaded = (
@@ -173,6 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (PredictError, registry.RegistryError) as error:
         return failed(error, 2)
+    if arguments.export:
+        arguments.export.write_bytes(loaded.data)
+        name = loaded.about.get("version") or loaded.about.get("commit")
+        print(f"Wrote {name} to {arguments.export} (MD5 {loaded.about['pipeline_md5']})")
+        return 0
     try:
         server = ThreadingHTTPServer((arguments.host, arguments.port), handler(loaded))
     except OSError as error:

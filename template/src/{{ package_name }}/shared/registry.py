@@ -148,14 +148,12 @@ def locked_hash(commit: str, path: str, root: Path = PROJECT_ROOT) -> str | None
     return None
 
 
-def pipeline_at(commit: str, path: str, root: Path = PROJECT_ROOT) -> tuple[Any, str]:
-    """The inference pipeline ``path`` as committed at ``commit``, and its MD5.
+def pipeline_bytes(commit: str, path: str, root: Path = PROJECT_ROOT) -> tuple[bytes, str]:
+    """The bytes of the inference pipeline ``path`` as committed at ``commit``, and its MD5.
 
     Read from DVC's cache (``.dvc/cache/files/md5/``), or through DVC, which
     fetches it from the remote, when the cache lacks it.
     """
-    import joblib
-
     md5 = locked_hash(commit, path, root)
     if md5 is None:
         raise RegistryError(
@@ -164,7 +162,7 @@ def pipeline_at(commit: str, path: str, root: Path = PROJECT_ROOT) -> tuple[Any,
         )
     cached = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
     if cached.is_file():
-        return joblib.load(cached), md5
+        return cached.read_bytes(), md5
     import dvc.api
     from dvc.exceptions import DvcException
 
@@ -174,4 +172,12 @@ def pipeline_at(commit: str, path: str, root: Path = PROJECT_ROOT) -> tuple[Any,
         raise RegistryError(
             f"{path} of commit {commit[:12]} is neither in DVC's cache nor in its remote: {error}"
         ) from None
+    return bytes(data), md5
+
+
+def pipeline_at(commit: str, path: str, root: Path = PROJECT_ROOT) -> tuple[Any, str]:
+    """The inference pipeline ``path`` as committed at ``commit``, loaded, and its MD5."""
+    import joblib
+
+    data, md5 = pipeline_bytes(commit, path, root)
     return joblib.load(io.BytesIO(data)), md5
