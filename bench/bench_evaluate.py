@@ -9,7 +9,8 @@ Two measures, each the median of REPEAT runs:
 2. In the new project, in one process:
 
 - the floor: what the stage did in 0.8.0, reading the splits and measuring
-  the model on both (``evaluate`` without a seed: metrics, threshold, curves);
+  the model on both (``evaluate`` without a seed: metrics, threshold, curves;
+  since 0.10.0 through the inference pipeline, from the raw rows);
 - the bootstrap intervals (``evaluate`` with the seed, less the floor);
 - the dummy baseline (``evaluate`` of the dummy);
 - the slices (``measure_slices``) and the feature evidence (``feature_evidence``).
@@ -47,12 +48,17 @@ STAGE = "claims_fraud_detection.stages.evaluate"
 PROBE = """
 import json, statistics, sys, time
 import joblib
+from claims_fraud_detection.shared import inference
 from claims_fraud_detection.shared.params import load_params
-from claims_fraud_detection.shared.paths import MODEL_FILE
+from claims_fraud_detection.shared.paths import INTERIM_DATA_DIR, MODEL_FILE, PREPROCESSOR_FILE
+from claims_fraud_detection.shared.splits import read_types, resolve_schema
 from claims_fraud_detection.stages import evaluate as stage
 
 repeat = int(sys.argv[1])
 params = load_params()
+types = read_types("train", INTERIM_DATA_DIR)
+schema = resolve_schema(types, params.data)
+POSITIVE = 1
 
 
 def timed(action):
@@ -64,22 +70,30 @@ def timed(action):
     return statistics.median(times), result
 
 
+def pipeline():
+    return inference.assemble(joblib.load(PREPROCESSOR_FILE), joblib.load(MODEL_FILE), types)
+
+
 def floor():
-    splits = stage.read_splits(params.data.target)
-    return splits, stage.evaluate(joblib.load(MODEL_FILE), splits, params)
+    splits = stage.read_splits(schema)
+    return splits, stage.evaluate(pipeline(), splits, params, POSITIVE)
 
 
 seconds = {}
 seconds["floor (0.8.0's work)"], (splits, _) = timed(floor)
-model = joblib.load(MODEL_FILE)
-with_seed, evaluation = timed(lambda: stage.evaluate(model, splits, params, params.seed))
-without_seed, _ = timed(lambda: stage.evaluate(model, splits, params))
+model = pipeline()
+with_seed, evaluation = timed(
+    lambda: stage.evaluate(model, splits, params, POSITIVE, params.seed)
+)
+without_seed, _ = timed(lambda: stage.evaluate(model, splits, params, POSITIVE))
 seconds["bootstrap intervals"] = max(with_seed - without_seed, 0.0)
 seconds["dummy baseline"], _ = timed(
-    lambda: stage.evaluate(stage.baseline_model(params.data.target), splits, params)
+    lambda: stage.evaluate(stage.baseline_model(params.data.target), splits, params, POSITIVE)
 )
 seconds["slices"], _ = timed(lambda: stage.measure_slices(params, splits, evaluation))
-seconds["feature evidence"], _ = timed(lambda: stage.feature_evidence(params, model))
+seconds["feature evidence"], _ = timed(
+    lambda: stage.feature_evidence(params, evaluation.model, schema)
+)
 print(json.dumps(seconds))
 """
 

@@ -117,7 +117,8 @@ def test_one_decision_is_explained_with_the_columns_that_pushed_its_score(
 ) -> None:
     said = follow(promoted, "Explain one decision")
     assert f"scored by {MODEL}@v1.0.0" in said
-    assert "threshold" in said and "decision" in said
+    assert "threshold" in said
+    assert "decision" in said
     pushes = said.split("What pushed the score most", 1)[1].splitlines()[2:]
     assert len(pushes) == 5
     raw = said.split("Raw values:", 1)[1].split("Features they became", 1)[0]
@@ -134,7 +135,8 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(promoted: Path) -> 
     assert "bad.csv: the model needs columns 'policy_tenure_months'" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (project / "bad.predictions.csv").exists()
-    done = run(["make", "predict", "INPUT=test-rows.csv", "MODEL=no-such-run"], project, check=False)
+    asked = ["make", "predict", "INPUT=test-rows.csv", "MODEL=no-such-run"]
+    done = run(asked, project, check=False)
     assert "MODEL=no-such-run" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -175,7 +177,8 @@ def test_serve_answers_a_real_client_with_the_decisions_of_predict(promoted: Pat
                         break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail(f"make serve did not answer: {server.stdout and server.stdout.read()}")
+                    said = server.stdout.read() if server.stdout else ""
+                    pytest.fail(f"make serve did not answer: {said}")
                 time.sleep(0.5)
         probe = (
             "import json, pandas\n"
@@ -194,7 +197,8 @@ def test_serve_answers_a_real_client_with_the_decisions_of_predict(promoted: Pat
         status, _, answer = request(
             f"{base}/invocations", json.dumps({"dataframe_records": records}).encode()
         )
-        assert status == 200 and len(answer["predictions"]) == 3
+        assert status == 200
+        assert len(answer["predictions"]) == 3
         missing = {"columns": split["columns"][1:], "data": [row[1:] for row in split["data"]]}
         status, _, answer = request(
             f"{base}/invocations", json.dumps({"dataframe_split": missing}).encode()
@@ -202,7 +206,8 @@ def test_serve_answers_a_real_client_with_the_decisions_of_predict(promoted: Pat
         assert status == 400
         assert repr(split["columns"][0]) in answer["message"]
         status, _, answer = request(f"{base}/invocations", b"{not json")
-        assert status == 400 and "not JSON" in answer["message"]
+        assert status == 400
+        assert "not JSON" in answer["message"]
         assert request(f"{base}/ping")[0] == 200  # still serving
     finally:
         os.killpg(server.pid, signal.SIGTERM)
