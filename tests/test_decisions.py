@@ -25,7 +25,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from support import commit_all, free_port, git_init_commit, render, run, tool_env
+from support import (
+    commit_all,
+    free_port,
+    git_init_commit,
+    render,
+    run,
+    tool_env,
+    write_user_data,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -237,3 +245,95 @@ def test_a_second_promotion_shows_its_canary_and_rollback_brings_back_v1(
     refused = run(["make", "rollback"], project, check=False)
     assert refused.returncode != 0
     assert "first promoted version" in refused.stderr
+
+
+# Each problem type, with a tracker other than MLflow: the labels the model
+# decides in, the metric its decisions reproduce, and a setting for a second
+# experiment that changes the model a little.
+MATRIX = {
+    "binary-yes-no": (
+        {"include_example": False, "experiment_tracker": "none"},
+        "train.logistic_regression.C=0.9",
+    ),
+    "multiclass": (
+        {"problem_type": "multiclass_classification", "experiment_tracker": "none"},
+        "train.logistic_regression.C=0.9",
+    ),
+    "regression": (
+        {"problem_type": "regression", "experiment_tracker": "dvclive"},
+        "train.hist_gradient_boosting.l2_regularization=0.9",
+    ),
+}
+# The test metrics the decisions (or predictions) reproduce, computed in the project.
+REPRODUCE = """
+import json, sys
+import pandas
+from sklearn import metrics
+target, kind = sys.argv[1], sys.argv[2]
+truth = pandas.read_csv('test-rows.csv')[target]
+out = pandas.read_csv('scored.csv', keep_default_na=False)
+if kind == 'binary':
+    found = {'recall': metrics.recall_score(truth == 'Yes', out['decision'] == 'Yes'),
+             'roc_auc': metrics.roc_auc_score(truth == 'Yes', out['score'])}
+elif kind == 'multiclass':
+    found = {'f1_macro': metrics.f1_score(truth, out['decision'], average='macro')}
+else:
+    found = {'rmse': metrics.root_mean_squared_error(truth, out['prediction'])}
+print(json.dumps({'found': found, 'labels': sorted(map(str, set(out.iloc[:, -1])))[:5]}))
+"""
+
+
+@pytest.mark.parametrize("case", list(MATRIX))
+def test_each_problem_type_predicts_in_its_labels_and_rolls_back_through_git_tags(
+    tmp_path: Path, case: str
+) -> None:
+    answers, setting = MATRIX[case]
+    project = render(tmp_path / MODEL, **answers)
+    git_init_commit(project)
+    run(["make", "setup"], project)
+    target = "fraud"
+    if case == "binary-yes-no":  # the user's own table, its target in words
+        target = "target"
+        raw = project / "data" / "raw" / "dataset.csv"
+        write_user_data(raw, "binary_classification", rows=3000)
+        text = raw.read_text(encoding="utf-8").splitlines()
+        labels = {"0": "No", "1": "Yes"}
+        rows = [line.rsplit(",", 1) for line in text[1:]]
+        raw.write_text(
+            "\n".join([text[0], *(f"{head},{labels[last]}" for head, last in rows)]) + "\n",
+            encoding="utf-8",
+        )
+        policy = project / "metrics_policy.yaml"
+        text = policy.read_text(encoding="utf-8")
+        policy.write_text(text.replace("positive_label: 1", 'positive_label: "Yes"'), "utf-8")
+        run(["uv", "run", "--locked", "dvc", "add", "data/raw/dataset.csv"], project)
+    elif case == "multiclass":
+        target = "complexity"
+    elif case == "regression":
+        target = "settlement_amount"
+    run(["make", "repro"], project)
+    commit_all(project, "Run the pipeline")
+    run(["make", "promote", "EXP=HEAD"], project)
+    export = (
+        "import pandas\n"
+        "pandas.read_parquet('data/interim/test.parquet').to_csv('test-rows.csv', index=False)\n"
+    )
+    run([*UV, "-c", export], project)
+    done = run(["make", "predict", "INPUT=test-rows.csv", "OUTPUT=scored.csv"], project)
+    assert f"with {MODEL}@v1.0.0" in done.stdout
+    kind = case.split("-")[0]
+    said = json.loads(run([*UV, "-c", REPRODUCE, target, kind], project).stdout.splitlines()[-1])
+    recorded = json.loads((project / "reports" / "metrics.json").read_text(encoding="utf-8"))
+    for name, value in said["found"].items():
+        assert round(value, 6) == recorded["test"][name], name
+    if kind == "binary":
+        assert said["labels"] == ["No", "Yes"]
+    run(["uv", "run", "--locked", "dvc", "exp", "run", "-n", "second", "-S", setting], project)
+    run(["make", "promote", "EXP=second"], project)
+    rolled = run(["make", "rollback"], project).stdout
+    assert f"back from {MODEL}@v2.0.0 to {MODEL}@v1.0.0" in rolled
+    tags = run(["git", "tag", "--list", f"{MODEL}#champion#*"], project).stdout.split()
+    assert len(tags) == 3
+    done = run(["make", "predict", "INPUT=test-rows.csv", "OUTPUT=again.csv"], project)
+    assert f"with {MODEL}@v1.0.0" in done.stdout
+    assert (project / "again.csv").read_bytes() == (project / "scored.csv").read_bytes()
