@@ -177,6 +177,34 @@ def built_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+# In a runtime image: the scoring service started on the pipeline file its run
+# wrote, and one request from a client in the same container; prints the answer.
+SERVE_IN_IMAGE = """
+python -m claims_fraud_detection.commands.serve --pipeline models/pipeline.joblib \\
+  --host 0.0.0.0 --port 18765 >/tmp/serve.log 2>&1 &
+server=$!
+python - <<'CLIENT'
+import json, time, urllib.request
+import pandas
+rows = pandas.read_parquet("data/interim/test.parquet").drop(columns=["fraud"]).head(3)
+body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))})
+for _ in range(120):
+    try:
+        urllib.request.urlopen("http://127.0.0.1:18765/ping", timeout=2)
+        break
+    except OSError:
+        time.sleep(0.5)
+request = urllib.request.Request(
+    "http://127.0.0.1:18765/invocations", body.encode(), {"Content-Type": "application/json"}
+)
+print(urllib.request.urlopen(request, timeout=30).read().decode())
+CLIENT
+status=$?
+kill "$server"
+exit $status
+"""
+
+
 def check_runtime_image(tag: str) -> None:
     assert json.loads(images.image_config(tag, "User")) == "10001"
     command = json.loads(images.image_config(tag, "Cmd"))
@@ -189,6 +217,9 @@ def check_runtime_image(tag: str) -> None:
         box.run(command, timeout=600)
         metrics = json.loads(box.run(["cat", "reports/metrics.json"]))
         assert "recall" in metrics["test"]
+        # The image serves the pipeline it built, as the Docker guide says.
+        answer = json.loads(box.run(["sh", "-c", SERVE_IN_IMAGE], timeout=300).splitlines()[-1])
+        assert len(answer["predictions"]) == len(answer["scores"]) == 3
         # Dependencies were compiled at build time, owned by root: the user cannot alter them.
         box.run(["ls", "/opt/venv/lib/python3.11/site-packages/sklearn/__pycache__"])
         box.run(["sh", "-c", "! touch /opt/venv/lib/python3.11/site-packages/x 2>/dev/null"])
