@@ -13,6 +13,7 @@ version 1.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from support import (
     commit_all,
     free_port,
@@ -242,6 +244,16 @@ def test_a_second_promotion_shows_its_canary_and_rollback_brings_back_v1(
     assert run([*UV, "-c", probe], project).stdout.splitlines()[-1] == "1"
     done = run(["make", "predict", "INPUT=test-rows.csv", "OUTPUT=out/after.csv"], project)
     assert f"with {MODEL}@v1.0.0" in done.stdout
+    follow(project, "Fetch a version elsewhere", **{"<repository>": "."})
+    lock = yaml.safe_load(run(["git", "show", f"{MODEL}@v1.0.0:dvc.lock"], project).stdout)
+    (v1,) = [
+        out["md5"]
+        for stage in lock["stages"].values()
+        for out in stage.get("outs", [])
+        if out["path"] == "models/pipeline.joblib"
+    ]
+    fetched = hashlib.md5((project / "champion.joblib").read_bytes()).hexdigest()
+    assert fetched == v1, "dvc artifacts get --stage champion fetched v1's pipeline"
     refused = run(["make", "rollback"], project, check=False)
     assert refused.returncode != 0
     assert "first promoted version" in refused.stderr

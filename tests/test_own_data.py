@@ -90,9 +90,12 @@ FAULTS: dict[str, tuple[Callable[[str], bytes], list[str]]] = {
         renamed_target,
         ["'target' (data.target)", "'segment' and 'label'", "set data.target"],
     ),
-    "labels_not_zero_and_one": (
+    "labels_without_the_positive_label": (
         yes_no_labels,
-        ["target column 'target' must hold both 0 and 1", "it holds 'no' and 'yes'"],
+        [
+            "metrics_policy.yaml: evaluation.positive_label is 1",
+            "the target column 'target', which holds 'no', 'yes'",
+        ],
     ),
 }
 

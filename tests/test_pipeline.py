@@ -76,8 +76,13 @@ def test_every_stage_declares_params_that_exist(
     assert list(pipeline["stages"]) == expected
     for name, stage in pipeline["stages"].items():
         assert stage["cmd"].startswith("python -m claims_fraud_detection.")
-        for dotted in stage.get("params", []):
-            param(params, dotted)  # raises KeyError if the stage reads a missing param
+        for entry in stage.get("params", []):
+            # DVC's two forms: a key of params.yaml, or {other file: [its keys]}.
+            files = entry if isinstance(entry, dict) else {"params.yaml": [entry]}
+            for file, keys in files.items():
+                values = params if file == "params.yaml" else read_yaml(project / file)
+                for dotted in keys:
+                    param(values, dotted)  # raises KeyError if the stage reads a missing key
         for dep in stage["deps"]:
             if dep.startswith("src/"):
                 assert (project / dep).is_file(), f"{name} depends on missing {dep}"

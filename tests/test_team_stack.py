@@ -355,7 +355,7 @@ print(json.dumps([
 """
     content_key = json.loads((local / "reports" / "run.json").read_text())["content_key"]
     assert json.loads(server_python(team, team.project, code)) == [
-        [content_key, local_run, ["model-file/model.joblib"]]
+        [content_key, local_run, ["model-file/pipeline.joblib"]]
     ]
 
 

@@ -181,8 +181,10 @@ def validate(
                 )
             typed[name] = numbers.astype(float)
         else:
-            # Blanks as NaN, which the imputers take for missing (None they do not).
-            typed[name] = values.astype(object).where(values.notna(), np.nan)
+            # Categories as text (a request may send the code 1 for "1"), blanks
+            # as NaN, which the imputers take for missing (None they do not).
+            text = values.astype("string").astype(object)
+            typed[name] = text.where(values.notna(), np.nan)
     return pd.DataFrame(typed, index=rows.index)
 
 
@@ -225,6 +227,8 @@ def score_file(loaded: Loaded, source: Path, target: Path) -> dict[str, Any]:
     try:
         for rows in chunks(source, columns):
             features = validate(rows, columns, shown(source), written)
+            if rows.empty:  # a header alone: read_csv yields one empty chunk
+                continue
             scored = inference.predict(loaded.model, features)
             kept = [name for name in loaded.id_columns if name in rows.columns]
             output = pd.concat([rows[kept], scored], axis=1)

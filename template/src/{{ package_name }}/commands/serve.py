@@ -48,11 +48,18 @@ class RequestError(ValueError):
     """A request that cannot be scored: its message goes back to the client."""
 
 
-def read_rows(body: bytes, content_type: str) -> pd.DataFrame:
-    """The rows of a request body, in MLflow's formats."""
+def read_rows(body: bytes, content_type: str, columns: dict[str, str]) -> pd.DataFrame:
+    """The rows of a request body, in MLflow's formats.
+
+    A CSV body's categorical ``columns`` are read as text, as ``make
+    predict`` reads a file: a category ``"01"`` stays ``"01"``.
+    """
     if content_type.startswith("text/csv"):
+        text: dict[Any, Any] = {
+            name: "string" for name, kind in columns.items() if kind == "categorical"
+        }
         try:
-            return pd.read_csv(io.BytesIO(body))
+            return pd.read_csv(io.BytesIO(body), dtype=text)
         except (ValueError, UnicodeDecodeError) as error:
             raise RequestError(f"the CSV body cannot be read: {error}") from None
     try:
@@ -128,7 +135,11 @@ def handler(loaded: Loaded) -> type[BaseHTTPRequestHandler]:
                 if length > MAX_BODY:
                     raise RequestError(f"the body is over {MAX_BODY} bytes: send fewer rows")
                 body = self.rfile.read(length)
-                rows = read_rows(body, self.headers.get("Content-Type") or "application/json")
+                rows = read_rows(
+                    body,
+                    self.headers.get("Content-Type") or "application/json",
+                    inference.columns(loaded.model),
+                )
                 self.send(HTTPStatus.OK, answer(loaded, rows))
             except RequestError as error:
                 self.send(

@@ -105,10 +105,20 @@ def running_stage_inputs(root: Path, lock: dict[str, Any], stage: str) -> dict[s
             deps[path] = produced[path]
         elif (root / path).is_file():
             deps[path] = file_md5(root / path)
-    params = read_params_file(root / PARAMS_FILENAME)
-    names = [name for name in declared.get("params") or [] if isinstance(name, str)]
-    values = {name: _param(params, name) for name in names}
-    return {"deps": deps, "params": {PARAMS_FILENAME: values} if values else {}}
+    # DVC's two forms: a key of params.yaml, or {another file: [its keys]}.
+    wanted: dict[str, list[str]] = {}
+    for entry in declared.get("params") or []:
+        files = entry if isinstance(entry, dict) else {PARAMS_FILENAME: [entry]}
+        for file, names in files.items():
+            wanted.setdefault(file, []).extend(names)
+    found = {}
+    for file, names in wanted.items():
+        if file == PARAMS_FILENAME:
+            params = read_params_file(root / PARAMS_FILENAME)
+        else:
+            params = read_yaml(root / file) or {}
+        found[file] = {name: _param(params, name) for name in names}
+    return {"deps": deps, "params": found}
 
 
 def content_key(inputs: dict[str, dict[str, Any]]) -> str:
