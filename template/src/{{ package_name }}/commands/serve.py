@@ -105,6 +105,9 @@ def handler(loaded: Loaded) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "scoring"
         protocol_version = "HTTP/1.1"
+        # Headers and body leave at once: with Nagle's algorithm on, the body
+        # would wait for the client's delayed acknowledgement (some 40 ms).
+        disable_nagle_algorithm = True
 
         def send(self, status: HTTPStatus, content: dict[str, Any] | str) -> None:
             text = content if isinstance(content, str) else json.dumps(content)
