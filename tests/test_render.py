@@ -105,6 +105,7 @@ CORE_FILES = {
             "evaluate",
             "evidence",
             "experiments",
+            "explain",
             "featurize",
             "imports",
             "inference",
@@ -116,6 +117,7 @@ CORE_FILES = {
             "predict",
             "prepare",
             "promote",
+            "queue",
             "records",
             "registry",
             "report",
@@ -141,7 +143,7 @@ MODULES |= {f"stages/{name}" for name in ("prepare", "featurize", "train", "eval
 MODULES |= {f"commands/{name}" for name in ("arguments", "check_tracker", "doctor", "experiments")}
 MODULES |= {"commands/find_run"}
 MODULES |= {f"commands/{name}" for name in ("gate", "promote", "rebuild", "reproduce", "verify")}
-MODULES |= {"commands/tune"}
+MODULES |= {"commands/queue", "commands/tune"}
 MODULES |= {"shared/inference", "shared/registry"}
 MODULES |= {f"commands/{name}" for name in ("explain", "predict", "rollback", "serve")}
 CI_FILES = {

@@ -24,18 +24,16 @@ import hashlib
 import itertools
 import json
 import math
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from ..shared import policy
 from ..shared.params import Params, Range, Tune, load_params
 from ..shared.paths import TUNE_FILE, shown
-from . import experiments
+from . import experiments, queue
 from .arguments import failed
 
 # Significant digits of a value drawn from a range: short enough to read and
@@ -123,31 +121,10 @@ def as_yaml(value: Any) -> str:
 
 
 def dvc(*args: str) -> None:
-    """Run a DVC command, its output shown; raise :class:`TuneError` when it fails.
-
-    DVC's queue leaves worker processes behind that inherit the command's
-    output: the output is relayed through a pipe of this process, so that
-    they never hold the caller's (a CI job's log would wait for them).
-    """
-    command = [sys.executable, "-m", "dvc", *args]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-    )
-    relay = threading.Thread(target=copy_lines, args=(process.stdout,), daemon=True)
-    relay.start()
-    status = process.wait()
-    relay.join(timeout=5)  # a worker left behind may keep the pipe open: do not wait for it
+    """Run a DVC command, its output relayed (:func:`.queue.relayed`); raise when it fails."""
+    status = queue.dvc(*args)
     if status != 0:
         raise TuneError(f"`dvc {' '.join(args)}` failed (exit status {status})")
-
-
-def copy_lines(stream: IO[bytes] | None) -> None:
-    """Copy a process's output to this one's, line by line, as it comes."""
-    if stream is None:
-        return
-    for line in iter(stream.readline, b""):
-        sys.stdout.buffer.write(line)
-        sys.stdout.flush()
 
 
 def run_trials(found: Sequence[Trial], prefix: str, jobs: int) -> list[str]:
