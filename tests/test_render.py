@@ -111,6 +111,7 @@ CORE_FILES = {
             "inference",
             "intervals",
             "learned",
+            "monitor",
             "params",
             "pipeline_code",
             "policy",
@@ -144,8 +145,8 @@ MODULES |= {f"commands/{name}" for name in ("arguments", "check_tracker", "docto
 MODULES |= {"commands/find_run"}
 MODULES |= {f"commands/{name}" for name in ("gate", "promote", "rebuild", "reproduce", "verify")}
 MODULES |= {"commands/queue", "commands/tune"}
-MODULES |= {"shared/inference", "shared/registry"}
-MODULES |= {f"commands/{name}" for name in ("explain", "predict", "rollback", "serve")}
+MODULES |= {"shared/drift", "shared/inference", "shared/registry"}
+MODULES |= {f"commands/{name}" for name in ("explain", "monitor", "predict", "rollback", "serve")}
 CI_FILES = {
     "github": {
         ".github/workflows/ci.yml",

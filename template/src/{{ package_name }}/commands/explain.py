@@ -150,7 +150,7 @@ def explain(loaded: Loaded, source: Path, wanted: str) -> dict[str, Any]:
         "pushes": dict(ordered),
     }
     if hasattr(loaded.model, "threshold"):
-        found["threshold"] = inference.threshold(loaded.model)
+        found["threshold"] = float(loaded.model.threshold)
     return found
 
 

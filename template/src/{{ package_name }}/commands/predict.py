@@ -159,33 +159,54 @@ def validate(
     of the file (the header is line 1), or with ``unit="row"`` the rows'
     positions (from 0, as in a request).
     """
+    features, bad = typed(rows, columns, source)
+    for name, wrong in bad.items():
+        lines = positions(wrong, offset, unit)
+        quoted = listing(repr(value) for value in rows[name][wrong].head(EXAMPLES).tolist())
+        raise PredictError(
+            f"{source}: column {name!r} must hold numbers; it holds {quoted} on {unit}"
+            f"{'s' if len(lines) > 1 else ''} {listing(lines, limit=EXAMPLES)}"
+        )
+    return features
+
+
+def typed(
+    rows: pd.DataFrame, columns: dict[str, str], source: str
+) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+    """The model's columns of ``rows`` typed, and per numeric column the rows that hold no number.
+
+    Those rows are missing (NaN) in the typed columns. Categories are text
+    (a request may send the code 1 for "1"), blanks NaN, which the imputers
+    take for missing (None they do not).
+
+    Raises:
+        PredictError: ``rows`` lack a column the model reads.
+    """
     missing = [name for name in columns if name not in rows.columns]
     if missing:
         raise PredictError(
             f"{source}: the model needs column{'s' if len(missing) > 1 else ''} "
             f"{listing(repr(name) for name in missing)}, which the file lacks"
         )
-    typed = {}
+    found, bad = {}, {}
     for name, kind in columns.items():
         values = rows[name]
         if kind == "numeric":
             numbers = pd.to_numeric(values, errors="coerce")
-            bad = numbers.isna() & values.notna()
-            if bad.any():
-                first = offset + (2 if unit == "line" else 0)
-                lines = [str(first + position) for position in bad.to_numpy().nonzero()[0]]
-                quoted = listing(repr(value) for value in values[bad].head(EXAMPLES).tolist())
-                raise PredictError(
-                    f"{source}: column {name!r} must hold numbers; it holds {quoted} on {unit}"
-                    f"{'s' if len(lines) > 1 else ''} {listing(lines, limit=EXAMPLES)}"
-                )
-            typed[name] = numbers.astype(float)
+            wrong = numbers.isna() & values.notna()
+            if wrong.any():
+                bad[name] = wrong
+            found[name] = numbers.astype(float)
         else:
-            # Categories as text (a request may send the code 1 for "1"), blanks
-            # as NaN, which the imputers take for missing (None they do not).
             text = values.astype("string").astype(object)
-            typed[name] = text.where(values.notna(), np.nan)
-    return pd.DataFrame(typed, index=rows.index)
+            found[name] = text.where(values.notna(), np.nan)
+    return pd.DataFrame(found, index=rows.index), bad
+
+
+def positions(rows: pd.Series, offset: int, unit: str = "line") -> list[str]:
+    """Where the ``True`` rows of a chunk are: file lines (the header is line 1) or row numbers."""
+    first = offset + (2 if unit == "line" else 0)
+    return [str(first + position) for position in rows.to_numpy().nonzero()[0]]
 
 
 def unseen(model: Any, rows: pd.DataFrame, columns: dict[str, str]) -> dict[str, int]:

@@ -307,3 +307,11 @@ def markdown_section(results: Results | None, rules: dict[str, Any]) -> str:
             ),
         ]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ make monitor
+
+
+def render_monitoring(report: dict[str, Any]) -> str:
+    """The page of ``make monitor`` for one batch (its JSON report, as written)."""
+    return str(_macro("monitoring")(report))
