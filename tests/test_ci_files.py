@@ -28,6 +28,7 @@ CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
 ZIZMOR = Path(sys.executable).with_name("zizmor")
 UPDATE_WORKFLOW = ".github/workflows/template-update.yml"
 GRID_WORKFLOW = ".github/workflows/experiment-grid.yml"
+MONITOR_WORKFLOW = ".github/workflows/monitor.yml"
 DEPENDABOT = ".github/dependabot.yml"
 RENOVATE = "renovate.json"
 # Every action the workflows use, and the major version it is pinned at (by
@@ -121,7 +122,7 @@ def jobs(provider: str, config: dict[str, Any]) -> dict[str, list[str]]:
     pipelines = {"default": config["pipelines"]["default"]}
     pipelines.update(config["pipelines"].get("custom", {}))
     return {
-        name: [line for item in items for line in item["step"]["script"]]
+        name: [line for item in items if "step" in item for line in item["step"]["script"]]
         for name, items in pipelines.items()
     }
 
@@ -237,7 +238,7 @@ def test_every_make_target_ci_and_devcontainer_call_exists_in_the_makefile(
     project = rendered(ci_provider=provider, **remote_answers("local"))
     files = [
         CI_FILES[provider],
-        *([UPDATE_WORKFLOW, GRID_WORKFLOW] if provider == "github" else []),
+        *([UPDATE_WORKFLOW, GRID_WORKFLOW, MONITOR_WORKFLOW] if provider == "github" else []),
     ]
     lines = [
         line
@@ -252,6 +253,8 @@ def test_every_make_target_ci_and_devcontainer_call_exists_in_the_makefile(
     assert called >= {"setup", "test", "repro", "policy", "verify", "update-template"}
     if provider in {"github", "gitlab"}:
         assert "share-experiment" in called
+    if provider != "none":
+        assert "monitor" in called  # the scheduled check of a batch
     recipes = makefile_recipes((project / "Makefile").read_text())
     for target in sorted(called):
         assert target in recipes, f"make {target} is not in the Makefile"

@@ -1,14 +1,15 @@
 """From champion to decisions in a generated project: predict, serve, canary, rollback.
 
 One default project (MLflow, binary classification) runs its pipeline and
-promotes it, then follows its deployment guide (`docs/architecture/
-deployment.md`), running the commands of each section as written: `make
+promotes it, then follows its deployment and monitoring guides
+(`docs/architecture/`), running the commands of each section as written: `make
 predict` scores the raw test rows and reproduces the test metrics of
 `reports/metrics.json` exactly, rescoring is byte for byte the same, MLflow's
 registered pyfunc makes the same decisions, one decision is explained,
 `make serve` answers a real HTTP client (and names a missing column in a
-400), and a second promotion, shown against the champion, is rolled back to
-version 1.
+400), `make monitor` passes the test rows and names a tripled feature and a
+collapsed recall, and a second promotion, shown against the champion, is
+rolled back to version 1.
 """
 
 from __future__ import annotations
@@ -43,19 +44,19 @@ MODEL = "claims-fraud-detection"
 UV = ["uv", "run", "--locked", "python"]
 
 
-def guide_commands(project: Path, heading: str) -> list[str]:
-    """The commands of the first shell block under ``## heading`` of the deployment guide."""
-    page = (project / "docs" / "architecture" / "deployment.md").read_text(encoding="utf-8")
+def guide_commands(project: Path, heading: str, guide: str = "deployment") -> list[str]:
+    """The commands of the first shell block under ``## heading`` of a guide (deployment)."""
+    page = (project / "docs" / "architecture" / f"{guide}.md").read_text(encoding="utf-8")
     section = page.split(f"\n## {heading}\n", 1)[1]
     block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
     assert block, f"no shell block under {heading}"
     return [line for line in block.group(1).replace("\\\n", " ").splitlines() if line.strip()]
 
 
-def follow(project: Path, heading: str, **replacements: str) -> str:
+def follow(project: Path, heading: str, guide: str = "deployment", **replacements: str) -> str:
     """Run the guide's commands under ``heading`` in ``project``; their output."""
     said = ""
-    for line in guide_commands(project, heading):
+    for line in guide_commands(project, heading, guide):
         for old, new in replacements.items():
             line = line.replace(old, new)
         said += run(["sh", "-c", line], project).stdout
@@ -135,6 +136,46 @@ def test_one_decision_is_explained_with_the_columns_that_pushed_its_score(
     columns = [line.split(":")[0].strip() for line in raw.strip().splitlines()]
     assert len(columns) == 10  # the model's raw feature columns
     assert all(line.split()[0] in columns for line in pushes)
+
+
+def test_monitor_passes_the_test_rows_and_names_what_drifted_or_collapsed(
+    promoted: Path,
+) -> None:
+    project = promoted
+    said = follow(project, "Check a batch", guide="monitoring")
+    assert f"against {MODEL}@v1.0.0" in said
+    assert "No alert" in said
+    folder = project / "reports" / "monitoring"
+    first = {name: (folder / name).read_bytes() for name in ("new-claims.json", "new-claims.html")}
+    follow(project, "Check a batch", guide="monitoring")
+    for name, content in first.items():
+        assert (folder / name).read_bytes() == content, f"{name} changed when made again"
+    report = json.loads(first["new-claims.json"])
+    assert report["performance"]["judged"] is True  # the test rows carry their labels
+    assert report["alerts"] == []
+    shifted = (
+        "import pandas\n"
+        "rows = pandas.read_csv('test-rows.csv')\n"
+        "rows.assign(claim_amount=rows['claim_amount'] * 3).to_csv('tripled.csv', index=False)\n"
+        "rows.assign(fraud=1 - rows['fraud']).to_csv('relabelled.csv', index=False)\n"
+        "rows.drop(columns=['region']).to_csv('no-region.csv', index=False)\n"
+    )
+    run([*UV, "-c", shifted], project)
+    tripled = run(["make", "monitor", "INPUT=tripled.csv"], project, check=False)
+    assert tripled.returncode != 0
+    assert "input drift: claim_amount" in tripled.stderr
+    assert "input drift: region" not in tripled.stderr
+    relabelled = run(["make", "monitor", "INPUT=relabelled.csv"], project, check=False)
+    assert relabelled.returncode != 0
+    assert "performance: recall" in relabelled.stderr
+    refused = run(["make", "monitor", "INPUT=no-region.csv"], project, check=False)
+    assert refused.returncode != 0
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "'region'" in errors[0], refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (folder / "no-region.json").exists()
+    history = (folder / "history.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["alerts"] > 0 for line in history] == [False, True, True]
 
 
 def test_bad_input_is_refused_in_one_line_and_writes_nothing(promoted: Path) -> None:

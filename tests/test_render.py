@@ -151,6 +151,7 @@ CI_FILES = {
     "github": {
         ".github/workflows/ci.yml",
         ".github/workflows/experiment-grid.yml",
+        ".github/workflows/monitor.yml",
         ".github/workflows/template-update.yml",
         ".github/dependabot.yml",
     },

@@ -44,9 +44,16 @@ import pandas as pd
 
 from ..shared import drift, inference, policy, registry
 from ..shared.checks import meets
-from ..shared.display import listing, number, table
+from ..shared.display import MISSING, listing, number, table
 from ..shared.git import output, show_file
-from ..shared.paths import METRICS_PATH, MONITORING_DIR, PARAMS_PATH, PROJECT_ROOT, shown
+from ..shared.paths import (
+    METRICS_PATH,
+    MONITORING_DIR,
+    PARAMS_PATH,
+    PROJECT_ROOT,
+    in_repository,
+    shown,
+)
 from .arguments import REF_HELP, failed
 from .predict import EXAMPLES, PredictError, chunks, load_model, positions, sha256, typed
 
@@ -513,6 +520,51 @@ def write(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
     kept.append(json.dumps(line, sort_keys=True))
     history.write_text("\n".join(kept) + "\n", encoding="utf-8")
     return data, page
+
+
+def history_section(root: Path = PROJECT_ROOT, shown_lines: int = 12) -> str:
+    """The history as the model card shows it: the latest batch, then the trend, newest first."""
+    path = root / in_repository(MONITORING_DIR) / HISTORY_FILE
+    lines = []
+    if path.is_file():
+        for text in path.read_text(encoding="utf-8").splitlines():
+            try:
+                lines.append(json.loads(text))
+            except ValueError:
+                continue
+    if not lines:
+        return "No batch checked yet: `make monitor INPUT=<file>` checks one."
+    try:
+        found_policy = policy.load_project_policy(root)
+        judged = [
+            rule["name"] for rule in [found_policy["primary_metric"], *found_policy["guardrails"]]
+        ]
+    except policy.PolicyError:
+        judged = []
+    latest = lines[-1]  # in the order the checks ran
+    verdict = f"{latest['alerts']} alert(s)" if latest["alerts"] else "no alert"
+    head = (
+        f"Latest check: `{latest['batch']}` ({latest['rows']} rows) against "
+        f"`{latest['model']}` on {latest['as_of']}: {verdict}."
+    )
+    heads = ["day", "batch", "model", "rows", "alerts", "largest feature PSI", "decisions"]
+    heads.append("judged metrics")
+    rows = [f"| {' | '.join(heads)} |", f"|{' --- |' * len(heads)}"]
+    for line in reversed(lines[-shown_lines:]):
+        decisions = ", ".join(
+            f"{label}: {share:.1%}" for label, share in (line.get("decisions") or {}).items()
+        )
+        metrics = ", ".join(
+            f"{name} {number(value)}"
+            for name, value in (line.get("metrics") or {}).items()
+            if name in judged
+        )
+        rows.append(
+            f"| {line['as_of']} | `{line['batch']}` | `{line['model']}` | {line['rows']} | "
+            f"{line['alerts']} | {number(line.get('max_psi'))} | {decisions or MISSING} | "
+            f"{metrics or MISSING} |"
+        )
+    return head + "\n\n" + "\n".join(rows)
 
 
 def summary(report: Mapping[str, Any]) -> str:
