@@ -44,8 +44,17 @@ print(json.dumps({"seconds": seconds, "peak_mb": peak, "status": done.returncode
 """
 
 
-def measured(project: Path, command: list[str], repeat: int, env: dict | None = None) -> dict:
-    """Median seconds and largest peak memory of ``command`` run ``repeat`` times."""
+def measured(
+    project: Path,
+    command: list[str],
+    repeat: int,
+    env: dict | None = None,
+    allowed: tuple[int, ...] = (0,),
+) -> dict:
+    """Median seconds and largest peak memory of ``command`` run ``repeat`` times.
+
+    An exit status outside ``allowed`` stops the benchmark.
+    """
     found = []
     for _ in range(repeat):
         done = run(
@@ -55,7 +64,7 @@ def measured(project: Path, command: list[str], repeat: int, env: dict | None = 
             timeout=7200,
         )
         result = json.loads(done.stdout.splitlines()[-1])
-        if result["status"] != 0:
+        if result["status"] not in allowed:
             raise RuntimeError(f"{' '.join(command)} exited {result['status']}")
         found.append(result)
     return {
