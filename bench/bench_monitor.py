@@ -103,7 +103,7 @@ def main() -> None:
         params = project / "params.yaml"
         text = params.read_text(encoding="utf-8")
         params.write_text(text.replace("n_rows: 10000", f"n_rows: {args.rows}", 1), "utf-8")
-        run(["make", "repro"], project, timeout=7200, env=tool_env({"TRACKING_DISABLED": "1"}))
+        run(["make", "repro"], project, timeout=7200)
         commit_all(project, "Run the pipeline")
         quality = QUALITY.format(package=PACKAGE)
         said = run(

@@ -123,6 +123,7 @@ CORE_FILES = {
             "registry",
             "report",
             "reproduce",
+            "resources",
             "serve",
             "slices",
             "tracking",
@@ -145,7 +146,7 @@ MODULES |= {f"commands/{name}" for name in ("arguments", "check_tracker", "docto
 MODULES |= {"commands/find_run"}
 MODULES |= {f"commands/{name}" for name in ("gate", "promote", "rebuild", "reproduce", "verify")}
 MODULES |= {"commands/queue", "commands/tune"}
-MODULES |= {"shared/drift", "shared/inference", "shared/registry"}
+MODULES |= {"shared/drift", "shared/inference", "shared/registry", "shared/resources"}
 MODULES |= {f"commands/{name}" for name in ("explain", "monitor", "predict", "rollback", "serve")}
 CI_FILES = {
     "github": {

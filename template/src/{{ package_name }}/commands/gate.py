@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..shared import checks, policy
-from ..shared.paths import METRICS_FILE, POLICY_FILE, POLICY_SCHEMA_FILE
+from ..shared.paths import METRICS_FILE, POLICY_FILE, POLICY_SCHEMA_FILE, RECORD_FILE
 
 
 def run_gate(
@@ -24,6 +24,16 @@ def run_gate(
     ref = rules["regression"]["baseline_ref"] if baseline_ref is None else baseline_ref
     verdicts, note = checks.gate_checks(rules, measured, metrics_path, ref)
     failed = checks.show(verdicts, note)
+    usage = checks.resource_checks(rules, metrics_path.with_name(RECORD_FILE.name), ref)
+    if usage:
+        enforced = bool(rules["resources"].get("enforce"))
+        print(
+            f"Each stage's time and memory against {ref} (resources in the policy; "
+            f"{'enforced' if enforced else 'shown, not enforced'}):"
+        )
+        over = checks.show(usage)
+        if over and enforced:
+            failed = "; ".join(text for text in (failed, over) if text)
     if failed:
         print(f"metrics policy failed: {failed}", file=sys.stderr)
         return 1

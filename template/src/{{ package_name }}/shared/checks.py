@@ -11,6 +11,7 @@ commands disagree on a verdict.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .display import MISSING, listing, number, table
-from .policy import Measured, baseline_metrics, slice_entries
+from .git import show_file
+from .policy import Measured, baseline_metrics, baseline_revisions, slice_entries
 
 if TYPE_CHECKING:
     from .intervals import Interval
@@ -292,3 +294,45 @@ def gate_checks(
     notes = "\n".join(text for text in (slice_note, leak_note, note) if text)
     found = [*checks, *check_baseline(policy, measured), *per_slice, *leaks, *against]
     return found, notes
+
+
+def resource_checks(policy: Mapping[str, Any], record_path: Path, ref: str) -> list[Check]:
+    """Each bounded stage's wall time and peak memory against the run record at ``ref``.
+
+    The policy's ``resources`` section names the stages and the largest
+    increase (0.5: up to 1.5 times the baseline's); a stage that took less
+    than ``min_seconds`` at the baseline is too quick for its time to be
+    judged. Nothing is checked without the section, a ref, or figures on
+    both sides (:mod:`.resources`).
+    """
+    rule = policy.get("resources")
+    if not rule or not ref:
+        return []
+    try:
+        current = json.loads(record_path.read_text(encoding="utf-8")).get("resources") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    before: dict[str, Any] = {}
+    folder = record_path.resolve().parent
+    for revision in baseline_revisions(ref):
+        text = show_file(folder, revision, f"./{record_path.name}")
+        if text is not None:
+            try:
+                before = json.loads(text).get("resources") or {}
+            except (ValueError, AttributeError):
+                before = {}
+            break
+    limit = 1 + float(rule["max_increase"])
+    found = []
+    for stage in rule["stages"]:
+        now, then = current.get(stage) or {}, before.get(stage) or {}
+        for key, unit, floor in (
+            ("seconds", "s", float(rule.get("min_seconds", 0))),
+            ("peak_mb", "MB", 0.0),
+        ):
+            value, base = now.get(key), then.get(key)
+            if value is None or not base or base < floor:
+                continue
+            bound = f"<= {limit * base:.4g} ({limit:g}x {base:g} {unit})"
+            found.append(Check(f"{stage} {key} vs {ref}", value, bound, value <= limit * base))
+    return found

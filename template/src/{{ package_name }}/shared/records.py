@@ -24,6 +24,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from . import resources
 from .git import output, show_file
 from .lock import data_hashes, file_md5, output_hashes, read_lock, read_yaml, stage_inputs, stages
 from .params import read_params_file
@@ -155,6 +156,7 @@ def new_record(root: Path = PROJECT_ROOT, *, seed: int | None = None) -> Record:
         "environment": environment(root),
         "data": data_hashes(lock),
         "outputs": output_hashes(lock),
+        "resources": resources.for_record(RECORDING_STAGE),
     }
 
 

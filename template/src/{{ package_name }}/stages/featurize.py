@@ -18,6 +18,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from ..shared import resources
 from ..shared.params import Featurize, load_params
 from ..shared.paths import INTERIM_DATA_DIR, PREPROCESSOR_FILE, PROCESSED_DATA_DIR
 from ..shared.splits import Schema, read_split, resolve_schema, write_split
@@ -83,4 +84,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with resources.recorded("featurize"):
+        main()
