@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..shared import policy, records, tracking
 from ..shared.checks import Check, evaluate_policy, interval_text
 from ..shared.display import MISSING, number, table
-from ..shared.paths import METRICS_PATH, PARAMS_PATH, POLICY_FILE, PROJECT_ROOT
+from ..shared.paths import METRICS_PATH, PARAMS_PATH, POLICY_FILE, PROJECT_ROOT, RECORD_PATH
 from .arguments import failed
 
 if TYPE_CHECKING:
@@ -254,10 +254,36 @@ def columns(rules: Mapping[str, Any]) -> list[str]:
     return [selection.metric, *(name for name in names if name != selection.metric)]
 
 
+def stage_seconds(experiment: Experiment, stages: Sequence[str]) -> list[str]:
+    """The wall time of each of ``stages`` in the experiment's run record (``resources``)."""
+    if not stages:
+        return []
+    if experiment.rev == WORKSPACE:
+        try:
+            record = json.loads((PROJECT_ROOT / RECORD_PATH).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = None
+    else:
+        record = records.record_at(experiment.rev)
+    found = (record or {}).get("resources") or {}
+    return [
+        MISSING
+        if (found.get(stage) or {}).get("seconds") is None
+        else f"{found[stage]['seconds']:.1f}"
+        for stage in stages
+    ]
+
+
 def format_table(ranked: Sequence[Ranked], rules: Mapping[str, Any], chosen: Pick | None) -> str:
-    """Render the comparison in at most MAX_WIDTH columns (changed params are cut to fit)."""
+    """Render the comparison in at most MAX_WIDTH columns (changed params are cut to fit).
+
+    With a ``resources`` section in the policy, each bounded stage's wall time
+    (seconds, from the experiment's run record) is a column too.
+    """
     names = columns(rules)
-    rows = [["experiment", "changed params", names[0], "interval", *names[1:], "policy", "pick"]]
+    stages = list((rules.get("resources") or {}).get("stages") or [])
+    rows = [["experiment", "changed params", names[0], "interval", *names[1:]]]
+    rows[0] += [*(f"{stage} s" for stage in stages), "policy", "pick"]
     for row in ordered(ranked, rules):
         verdict = "failed" if row.experiment.failed else ("pass" if row.passes else "FAIL")
         mark = ""
@@ -272,6 +298,7 @@ def format_table(ranked: Sequence[Ranked], rules: Mapping[str, Any], chosen: Pic
                 number(row.experiment.metrics.get(names[0])),
                 interval_text(row.experiment.intervals.get(names[0]), digits=3),
                 *(number(row.experiment.metrics.get(name)) for name in names[1:]),
+                *stage_seconds(row.experiment, stages),
                 verdict,
                 mark,
             ]
