@@ -171,7 +171,8 @@ def test_monitor_passes_the_test_rows_and_names_what_drifted_or_collapsed(
     refused = run(["make", "monitor", "INPUT=no-region.csv"], project, check=False)
     assert refused.returncode != 0
     errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "'region'" in errors[0], refused.stderr
+    assert len(errors) == 1, refused.stderr
+    assert "'region'" in errors[0]
     assert "Traceback" not in refused.stderr
     assert not (folder / "no-region.json").exists()
     history = (folder / "history.jsonl").read_text(encoding="utf-8").splitlines()
@@ -334,6 +335,33 @@ else:
     found = {'rmse': metrics.root_mean_squared_error(truth, out['prediction'])}
 print(json.dumps({'found': found, 'labels': sorted(map(str, set(out.iloc[:, -1])))[:5]}))
 """
+
+
+def test_a_train_stage_made_slower_than_the_policy_s_bound_is_flagged_by_name(
+    promoted: Path,
+) -> None:
+    """Last in this module: it changes the project's training code."""
+    project = promoted
+    committed = json.loads(run(["git", "show", "main:reports/run.json"], project).stdout)
+    before = committed["resources"]["train"]["seconds"]
+    policy = project / "metrics_policy.yaml"
+    text = policy.read_text(encoding="utf-8").replace("min_seconds: 5", "min_seconds: 0.1")
+    policy.write_text(text, encoding="utf-8")
+    train = next((project / "src").glob("*/stages/train.py"))
+    code = train.read_text(encoding="utf-8")
+    pause = f"__import__('time').sleep({max(2 * before, 2.0)})"
+    slowed = code.replace("\n        main()\n", f"\n        {pause}\n        main()\n")
+    assert slowed != code
+    train.write_text(slowed, encoding="utf-8")
+    run(["make", "repro"], project)
+    shown = run(["make", "policy"], project)  # shown, not enforced
+    (line,) = [found for found in shown.stdout.splitlines() if "train seconds vs main" in found]
+    assert line.rstrip().endswith("FAIL")
+    assert "shown, not enforced" in shown.stdout
+    policy.write_text(text.replace("enforce: false", "enforce: true"), encoding="utf-8")
+    enforced = run(["make", "policy"], project, check=False)
+    assert enforced.returncode != 0
+    assert "train seconds vs main" in enforced.stderr
 
 
 @pytest.mark.parametrize("case", list(MATRIX))

@@ -7,12 +7,20 @@ can block a merge on it. The rules themselves are in :mod:`..shared.policy`.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from ..shared import checks, policy
-from ..shared.paths import METRICS_FILE, POLICY_FILE, POLICY_SCHEMA_FILE, RECORD_FILE
+from ..shared import checks, policy, resources
+from ..shared.paths import (
+    METRICS_FILE,
+    POLICY_FILE,
+    POLICY_SCHEMA_FILE,
+    RECORD_FILE,
+    RESOURCES_FILE,
+)
 
 
 def run_gate(
@@ -24,7 +32,8 @@ def run_gate(
     ref = rules["regression"]["baseline_ref"] if baseline_ref is None else baseline_ref
     verdicts, note = checks.gate_checks(rules, measured, metrics_path, ref)
     failed = checks.show(verdicts, note)
-    usage = checks.resource_checks(rules, metrics_path.with_name(RECORD_FILE.name), ref)
+    record = metrics_path.with_name(RECORD_FILE.name)
+    usage = checks.resource_checks(rules, workspace_resources(record), record, ref)
     if usage:
         enforced = bool(rules["resources"].get("enforce"))
         print(
@@ -39,6 +48,19 @@ def run_gate(
         return 1
     print(f"metrics policy passed ({len(verdicts)} checks)")
     return 0
+
+
+def workspace_resources(record: Path) -> dict[str, Any]:
+    """Each stage's figures in the workspace: its run record's, then any stage run since.
+
+    A stage DVC reran whose outputs did not change leaves the record as it
+    was; its figures are in the workspace's scratch file (:mod:`..shared.resources`).
+    """
+    try:
+        recorded = json.loads(record.read_text(encoding="utf-8")).get("resources") or {}
+    except (OSError, ValueError, AttributeError):
+        recorded = {}
+    return {**recorded, **resources.read(record.with_name(RESOURCES_FILE.name))}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

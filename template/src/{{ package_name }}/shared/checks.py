@@ -296,21 +296,21 @@ def gate_checks(
     return found, notes
 
 
-def resource_checks(policy: Mapping[str, Any], record_path: Path, ref: str) -> list[Check]:
+def resource_checks(
+    policy: Mapping[str, Any], current: Mapping[str, Any], record_path: Path, ref: str
+) -> list[Check]:
     """Each bounded stage's wall time and peak memory against the run record at ``ref``.
 
-    The policy's ``resources`` section names the stages and the largest
-    increase (0.5: up to 1.5 times the baseline's); a stage that took less
-    than ``min_seconds`` at the baseline is too quick for its time to be
-    judged. Nothing is checked without the section, a ref, or figures on
-    both sides (:mod:`.resources`).
+    ``current`` holds the workspace's figures per stage; the baseline's are
+    in the run record (``record_path``, as committed at ``ref``). The policy's
+    ``resources`` section names the stages and the largest increase (0.5: up
+    to 1.5 times the baseline's); a stage that took less than ``min_seconds``
+    at the baseline is too quick for its time to be judged. Nothing is
+    checked without the section, a ref, or figures on both sides
+    (:mod:`.resources`).
     """
     rule = policy.get("resources")
     if not rule or not ref:
-        return []
-    try:
-        current = json.loads(record_path.read_text(encoding="utf-8")).get("resources") or {}
-    except (OSError, ValueError, AttributeError):
         return []
     before: dict[str, Any] = {}
     folder = record_path.resolve().parent
