@@ -58,6 +58,9 @@ from .arguments import REF_HELP, failed
 from .predict import EXAMPLES, PredictError, chunks, load_model, positions, sha256, typed
 
 HISTORY_FILE = "history.jsonl"
+# The service (SERVICE=) gets the batch's first SAMPLE_ROWS rows, REQUESTS times.
+SAMPLE_ROWS = 100
+REQUESTS = 20
 # Digits kept in the report: the same batch gives the same bytes.
 DIGITS = 6
 
@@ -137,6 +140,8 @@ class Batch:
     high: float
     target: pd.Series | None
     scored: pd.DataFrame | None
+    sample: pd.DataFrame | None = None  # the first rows, raw, for the service
+    expected: pd.DataFrame | None = None  # and what the pipeline made of them
 
 
 def read_batch(source: Path, model: Any, target: str | None) -> Batch:
@@ -177,6 +182,9 @@ def read_batch(source: Path, model: Any, target: str | None) -> Batch:
                     (lines + positions(wrong, found.rows))[:EXAMPLES],
                 )
             scored = inference.predict(model, features)
+            if found.sample is None:
+                found.sample = rows[list(columns)].head(SAMPLE_ROWS)
+                found.expected = scored.head(SAMPLE_ROWS)
             found.rows += len(rows)
             found.columns.rows = found.outputs.rows = found.rows
             for name in columns:
@@ -426,6 +434,75 @@ def numerical_checks(batch: Batch) -> list[Check]:
     return found
 
 
+def service_checks(
+    url: str, batch: Batch, bounds: Mapping[str, Any]
+) -> tuple[list[Check], dict[str, Any]]:
+    """The service at ``url`` against the pipeline: the same answers, and how fast.
+
+    Sends the batch's first :data:`SAMPLE_ROWS` rows :data:`REQUESTS` times
+    to ``/invocations`` (MLflow's scoring protocol); an answer that differs
+    from the pipeline's is skew between training and serving. Latency is a
+    measurement: the one part of the report that is not the same when made
+    again.
+    """
+    import time
+    import urllib.error
+    import urllib.request
+
+    if batch.sample is None or batch.expected is None:
+        raise MonitorError("the batch has no rows to send to the service")
+    split = json.loads(str(batch.sample.to_json(orient="split", index=False)))
+    body = json.dumps({"dataframe_split": split}).encode("utf-8")
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/invocations", body, {"Content-Type": "application/json"}
+    )
+    timings, answer = [], {}
+    try:
+        for _ in range(REQUESTS):
+            start = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answer = json.loads(response.read())
+                version = response.headers.get("X-Model-Version")
+            timings.append((time.perf_counter() - start) * 1000)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise MonitorError(f"SERVICE={url}: {getattr(error, 'reason', error)}") from None
+    column = "prediction" if "prediction" in batch.expected else "decision"
+    served = [str(value) for value in answer.get("predictions") or []]
+    made = [str(value) for value in batch.expected[column].tolist()]
+    agree = sum(one == other for one, other in zip(served, made, strict=False))
+    agreement = agree / len(made) if len(served) == len(made) else 0.0
+    p99 = float(np.percentile(timings, 99))
+    limit = float(bounds.get("max_p99_ms") or math.inf)
+    document = {
+        "url": url,
+        "version": version,
+        "rows": len(made),
+        "requests": REQUESTS,
+        "median_ms": float(np.median(timings)),
+        "p99_ms": p99,
+        "agreement": agreement,
+    }
+    found = [
+        Check(
+            "service",
+            "answers as the pipeline",
+            agreement,
+            "1",
+            agreement < 1,
+            f"{agree} of {len(made)} rows alike, served by {version}",
+        ),
+        Check(
+            "service",
+            f"latency p99 ({len(made)} rows, ms)",
+            p99,
+            f"<= {limit:g}" if math.isfinite(limit) else "-",
+            p99 > limit,
+            f"median {document['median_ms']:.1f} ms over {REQUESTS} requests",
+        ),
+    ]
+    return found, document
+
+
 def rounded(value: Any) -> Any:
     """``value`` with every float rounded to :data:`DIGITS` (NaN and infinities as text)."""
     if isinstance(value, dict):
@@ -442,8 +519,13 @@ def rounded(value: Any) -> Any:
     return value
 
 
-def monitor(source: Path, ref: str, root: Path = PROJECT_ROOT) -> dict[str, Any]:
-    """Check ``source`` with the model ``ref`` names; the report, as ``<batch>.json`` holds it."""
+def monitor(
+    source: Path, ref: str, root: Path = PROJECT_ROOT, service: str | None = None
+) -> dict[str, Any]:
+    """Check ``source`` with the model ``ref`` names; the report, as ``<batch>.json`` holds it.
+
+    With ``service`` (a URL), the model's service is checked too.
+    """
     found_policy = policy.load_project_policy(root)
     bounds = rules(found_policy)
     try:
@@ -460,6 +542,10 @@ def monitor(source: Path, ref: str, root: Path = PROJECT_ROOT) -> dict[str, Any]
     )
     aged, staleness = staleness_checks(about, bounds["staleness"], day, root)
     found += drifted + performed + aged + numerical_checks(batch)
+    served = None
+    if service:
+        checked, served = service_checks(service, batch, bounds.get("service") or {})
+        found += checked
     return rounded(
         {
             "batch": {
@@ -474,6 +560,7 @@ def monitor(source: Path, ref: str, root: Path = PROJECT_ROOT) -> dict[str, Any]
             "drift": compared,
             "performance": performance,
             "staleness": staleness,
+            "service": served,
         }
     )
 
@@ -598,9 +685,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--output", type=Path, default=MONITORING_DIR, help="folder of the reports and history"
     )
+    parser.add_argument(
+        "--service", metavar="URL", help="check the model's service there too (make serve)"
+    )
     arguments = parser.parse_args(argv)
     try:
-        report = monitor(arguments.input, arguments.model)
+        report = monitor(arguments.input, arguments.model, service=arguments.service)
     except (MonitorError, policy.PolicyError, registry.RegistryError) as error:
         return failed(error, 2)
     data, page = write(report, arguments.output)
