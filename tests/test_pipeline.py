@@ -196,17 +196,41 @@ def test_pipeline_runs_and_a_forced_rerun_is_bit_identical(ran_project: Path) ->
 @DEFAULT_RUN
 def test_verify_names_an_output_that_does_not_reproduce(ran_project: Path) -> None:
     project = ran_project
-    lock = read_yaml(project / "dvc.lock")
-    # Pretend the recorded model came from a run that cannot be reproduced.
-    lock["stages"]["train"]["outs"][0]["md5"] = "0" * 32
-    (project / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False), encoding="utf-8")
+    model = project / "models" / "model.joblib"
+    # A model made by hand and committed as the run's: the pipeline cannot reproduce it.
+    model.write_bytes(model.read_bytes() + b"made by hand")
     try:
+        run(["uv", "run", "--locked", "dvc", "commit", "--force", "train"], project)
         result = run(["make", "verify"], project, check=False)
     finally:
         run(["git", "checkout", "--", "dvc.lock"], project)
+        run(["uv", "run", "--locked", "dvc", "checkout", "--force"], project)
     assert result.returncode != 0
     assert "DIFFERS models/model.joblib (stage train)" in result.stdout
     assert "1 output(s) differ from dvc.lock: models/model.joblib" in result.stderr
+
+
+@pytest.mark.e2e
+@DEFAULT_RUN
+def test_verify_refuses_to_run_over_a_hand_changed_model_and_leaves_it(
+    ran_project: Path,
+) -> None:
+    project = ran_project
+    model = project / "models" / "model.joblib"
+    edited = model.read_bytes() + b"edited by hand"
+    model.write_bytes(edited)
+    try:
+        result = run(["make", "verify"], project, check=False)
+        assert model.read_bytes() == edited, "make verify overwrote the edited model"
+    finally:
+        restore = ["uv", "run", "--locked", "dvc", "checkout", "--force", "models/model.joblib"]
+        run(restore, project)
+    assert result.returncode != 0
+    assert "models/model.joblib (stage train)" in result.stderr
+    assert "dvc commit --force models/model.joblib" in result.stderr
+    assert "dvc checkout models/model.joblib" in result.stderr
+    assert "Running stage" not in result.stdout
+    assert run(["git", "status", "--porcelain"], project).stdout == ""
 
 
 @pytest.mark.e2e

@@ -2,10 +2,16 @@
 
 The rerun checks the recorded run rather than making a new one: the tracker
 logs nothing and ``reports/run.json`` keeps naming the run it verified.
+
+It never overwrites a file: before anything runs, the workspace's outputs
+are compared with ``dvc.lock`` (``dvc status``), and an output changed since
+(a model edited by hand, a report rewritten) stops it, named, with the ways
+to keep it or drop it. Nothing runs and every file stays as it was.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +37,46 @@ def differing_outputs(recorded: LockedOutputs, reproduced: LockedOutputs) -> lis
     return sorted(path for path in every if recorded.get(path) != reproduced.get(path))
 
 
+def changed_outputs(root: Path) -> dict[str, str]:
+    """Each output whose workspace file differs from ``dvc.lock``, with its stage.
+
+    From ``dvc status``: an output ``modified`` since the lock was written.
+    A missing output is not listed: rerunning it overwrites nothing.
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip() or "dvc status failed")
+    found: dict[str, str] = {}
+    for stage, changes in (json.loads(done.stdout or "{}") or {}).items():
+        for change in changes if isinstance(changes, list) else []:
+            if not isinstance(change, dict):
+                continue
+            for path, state in (change.get("changed outs") or {}).items():
+                if state == "modified":
+                    found[path] = stage
+    return dict(sorted(found.items()))
+
+
+def refusal(changed: dict[str, str]) -> str:
+    """Why ``make verify`` will not run over ``changed`` outputs, and what to do instead."""
+    paths = " ".join(changed)
+    named = "\n".join(f"  {path} (stage {stage})" for path, stage in changed.items())
+    return (
+        f"make verify stops: {len(changed)} output(s) differ from dvc.lock, and rerunning "
+        f"the pipeline would overwrite them:\n{named}\n"
+        f"To keep them as a run of their own: `uv run dvc commit --force {paths}`, then "
+        "commit dvc.lock (or copy them elsewhere first).\n"
+        f"To drop them: `uv run dvc checkout {paths}` brings back what dvc.lock records "
+        "(`git checkout -- <path>` for a report git keeps).\n"
+        "Nothing was run: every file is as it was."
+    )
+
+
 def verify_pipeline(root: Path) -> int:
     """Re-run every stage and compare each output with ``dvc.lock``; return an exit code.
 
@@ -42,6 +88,14 @@ def verify_pipeline(root: Path) -> int:
         print("No dvc.lock yet: run the pipeline first (make repro).", file=sys.stderr)
         return 1
     recorded = locked_outputs(read_lock(lock_file))
+    try:
+        changed = changed_outputs(root)
+    except RuntimeError as error:
+        print(f"error: dvc status: {error}", file=sys.stderr)
+        return 2
+    if changed:
+        print(refusal(changed), file=sys.stderr)
+        return 1
     rerun = subprocess.run(
         [sys.executable, "-m", "dvc", "repro", "--force"],
         cwd=root,
