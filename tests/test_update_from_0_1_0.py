@@ -92,7 +92,7 @@ def used_since_0_1_0(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
             flags=re.MULTILINE,
         )
     )
-    run(["uv", "lock"], project)
+    run(["uv", "lock", "--check"], project)  # the update re-locked (hooks/migrations/relock.py)
     run(["make", "setup"], project)
     run(["make", "repro"], project)
     run(["make", "test"], project)

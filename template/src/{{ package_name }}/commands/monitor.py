@@ -86,8 +86,9 @@ def rules(found: Mapping[str, Any]) -> dict[str, Any]:
     section = found.get("monitoring")
     if not section:
         raise MonitorError(
-            "metrics_policy.yaml has no monitoring section: `copier update` adds it, with "
-            "the bounds make monitor checks (see docs/architecture/monitoring.md)"
+            "metrics_policy.yaml has no monitoring section: `copier update --trust` to "
+            "0.11.0 or later appends it, or copy it from the bounds table of "
+            "docs/architecture/monitoring.md"
         )
     return dict(section)
 
