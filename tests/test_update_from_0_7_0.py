@@ -68,6 +68,7 @@ def edited_0_7_0(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     run(["make", "repro"], project)
     commit_all(project, "First run")
     before = digests(project)
+    policy = (project / "metrics_policy.yaml").read_text(encoding="utf-8")
     for module, (old, changed, _) in EDITS.items():
         edit(project / "src" / PACKAGE / module, old, changed)
     run(["make", "repro"], project)  # the edits change no result
@@ -75,7 +76,13 @@ def edited_0_7_0(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     updated = run(["make", "update-template"], project, check=False)
 
-    return {"project": project, "version": new, "before": before, "updated": updated}
+    return {
+        "project": project,
+        "version": new,
+        "before": before,
+        "updated": updated,
+        "policy": policy,
+    }
 
 
 @pytest.mark.e2e
@@ -95,6 +102,14 @@ def test_an_edited_0_7_0_project_updates_with_its_edits_in_the_new_modules(
     assert "merged your edits of" in updated.stderr
     leftovers = sorted(path.name for path in package.glob("*.py") if path.name != "__init__.py")
     assert leftovers == [], f"modules left on the old floor: {leftovers}"
+    # The policy is the owner's: kept as written, the sections new commands read appended.
+    policy = (project / "metrics_policy.yaml").read_text(encoding="utf-8")
+    assert policy.startswith(edited_0_7_0["policy"].rstrip("\n"))
+    appended = policy[len(edited_0_7_0["policy"].rstrip("\n")) :]
+    assert "\nmonitoring:\n" in appended
+    assert "\nresources:\n" in appended
+    assert "\nselection:" not in appended  # a new rule is not forced on an old project
+    assert "added the section(s) monitoring, resources" in updated.stderr
 
 
 @pytest.mark.e2e
@@ -112,3 +127,7 @@ def test_the_updated_project_runs_tests_and_lints_with_the_same_results(
     run(["make", "lint"], project)
     commit_all(project, f"Update to template {edited_0_7_0['version']}")
     assert git(project, "status", "--porcelain") == ""
+    export = "import pandas; pandas.read_parquet('data/interim/test.parquet').to_csv('rows.csv')"
+    run(["uv", "run", "--locked", "python", "-c", export], project)
+    checked = run(["make", "monitor", "INPUT=rows.csv", "MODEL=HEAD"], project)
+    assert "No alert" in checked.stdout
