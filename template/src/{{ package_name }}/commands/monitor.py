@@ -313,7 +313,10 @@ def drift_checks(batch: Batch, bounds: Mapping[str, Any]) -> tuple[list[Check], 
         compared["outputs"]["decision"]["shares"] = after
         compared["outputs"]["decision"]["shares_before"] = before
         bound = float(bounds["decision_share_change"])
-        for label in sorted({*before, *after}):
+        labels = sorted({*before, *after})
+        if len(labels) == 2:  # two labels move together: watch the rarer one (the flagged share)
+            labels = [min(labels, key=lambda label: (before.get(label, 0.0), label))]
+        for label in labels:
             change = after.get(label, 0.0) - before.get(label, 0.0)
             found.append(
                 Check(
