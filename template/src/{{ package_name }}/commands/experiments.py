@@ -28,7 +28,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..shared import policy, records, tracking
-from ..shared.checks import Check, evaluate_policy, interval_text
+from ..shared.checks import (
+    Check,
+    compare_resources,
+    evaluate_policy,
+    failure_summary,
+    interval_text,
+)
 from ..shared.display import MISSING, number, table
 from ..shared.paths import METRICS_PATH, PARAMS_PATH, POLICY_FILE, PROJECT_ROOT, RECORD_PATH
 from .arguments import failed
@@ -254,36 +260,10 @@ def columns(rules: Mapping[str, Any]) -> list[str]:
     return [selection.metric, *(name for name in names if name != selection.metric)]
 
 
-def stage_seconds(experiment: Experiment, stages: Sequence[str]) -> list[str]:
-    """The wall time of each of ``stages`` in the experiment's run record (``resources``)."""
-    if not stages:
-        return []
-    if experiment.rev == WORKSPACE:
-        try:
-            record = json.loads((PROJECT_ROOT / RECORD_PATH).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            record = None
-    else:
-        record = records.record_at(experiment.rev)
-    found = (record or {}).get("resources") or {}
-    return [
-        MISSING
-        if (found.get(stage) or {}).get("seconds") is None
-        else f"{found[stage]['seconds']:.1f}"
-        for stage in stages
-    ]
-
-
 def format_table(ranked: Sequence[Ranked], rules: Mapping[str, Any], chosen: Pick | None) -> str:
-    """Render the comparison in at most MAX_WIDTH columns (changed params are cut to fit).
-
-    With a ``resources`` section in the policy, each bounded stage's wall time
-    (seconds, from the experiment's run record) is a column too.
-    """
+    """Render the comparison in at most MAX_WIDTH columns (changed params are cut to fit)."""
     names = columns(rules)
-    stages = list((rules.get("resources") or {}).get("stages") or [])
-    rows = [["experiment", "changed params", names[0], "interval", *names[1:]]]
-    rows[0] += [*(f"{stage} s" for stage in stages), "policy", "pick"]
+    rows = [["experiment", "changed params", names[0], "interval", *names[1:], "policy", "pick"]]
     for row in ordered(ranked, rules):
         verdict = "failed" if row.experiment.failed else ("pass" if row.passes else "FAIL")
         mark = ""
@@ -298,12 +278,43 @@ def format_table(ranked: Sequence[Ranked], rules: Mapping[str, Any], chosen: Pic
                 number(row.experiment.metrics.get(names[0])),
                 interval_text(row.experiment.intervals.get(names[0]), digits=3),
                 *(number(row.experiment.metrics.get(name)) for name in names[1:]),
-                *stage_seconds(row.experiment, stages),
                 verdict,
                 mark,
             ]
         )
     return table(rows, max_width=MAX_WIDTH, squeeze=1)
+
+
+def recorded_resources(experiment: Experiment) -> dict[str, Any]:
+    """Each stage's time and memory in the experiment's run record (``resources``)."""
+    if experiment.rev == WORKSPACE:
+        try:
+            record = json.loads((PROJECT_ROOT / RECORD_PATH).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = None
+    else:
+        record = records.record_at(experiment.rev)
+    return dict((record or {}).get("resources") or {})
+
+
+def resource_notes(ranked: Sequence[Ranked], rules: Mapping[str, Any]) -> Iterator[str]:
+    """Each experiment whose bounded stage grew past the bound over the checked-out commit.
+
+    The policy's ``resources`` section, applied as the gate applies it, with
+    the checked-out commit's run record as the baseline.
+    """
+    rule = rules.get("resources")
+    current = next((row for row in ranked if row.experiment.current), None)
+    if not rule or current is None:
+        return
+    before = recorded_resources(current.experiment)
+    for row in ranked:
+        if row is current:
+            continue
+        found = compare_resources(rule, recorded_resources(row.experiment), before, "HEAD")
+        over = failure_summary(found)
+        if over:
+            yield f"{row.experiment.name} takes more than the policy allows: {over}."
 
 
 def report(experiments: Sequence[Experiment], rules: Mapping[str, Any]) -> Iterator[str]:
@@ -324,6 +335,7 @@ def report(experiments: Sequence[Experiment], rules: Mapping[str, Any]) -> Itera
         )
     if chosen is None:
         yield "No experiment passes the policy on the validation split: none to pick."
+        yield from resource_notes(ranked, rules)
         return
     name = chosen.chosen.experiment.name
     noisy = len(chosen.within_noise)
@@ -347,6 +359,7 @@ def report(experiments: Sequence[Experiment], rules: Mapping[str, Any]) -> Itera
         )
     else:
         yield f"`make promote EXP={name}` judges it on the test split."
+    yield from resource_notes(ranked, rules)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -322,6 +322,13 @@ def resource_checks(
             except (ValueError, AttributeError):
                 before = {}
             break
+    return compare_resources(rule, current, before, ref)
+
+
+def compare_resources(
+    rule: Mapping[str, Any], current: Mapping[str, Any], before: Mapping[str, Any], label: str
+) -> list[Check]:
+    """The policy's ``resources`` rule on ``current`` figures against ``before`` (``label``'s)."""
     limit = 1 + float(rule["max_increase"])
     found = []
     for stage in rule["stages"]:
@@ -334,5 +341,5 @@ def resource_checks(
             if value is None or not base or base < floor:
                 continue
             bound = f"<= {limit * base:.4g} ({limit:g}x {base:g} {unit})"
-            found.append(Check(f"{stage} {key} vs {ref}", value, bound, value <= limit * base))
+            found.append(Check(f"{stage} {key} vs {label}", value, bound, value <= limit * base))
     return found
