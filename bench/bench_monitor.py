@@ -27,8 +27,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from bench_predict import PACKAGE, measured
-from support import commit_all, git_init_commit, render, run, tool_env
+from bench_predict import PACKAGE, measured, ran_project
+from support import run, tool_env
 
 # Runs in the project's environment: the false alarms and the sensitivity.
 QUALITY = """
@@ -97,14 +97,7 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        project = render(Path(folder) / "claims-fraud-detection")
-        git_init_commit(project)
-        run(["make", "setup"], project)
-        params = project / "params.yaml"
-        text = params.read_text(encoding="utf-8")
-        params.write_text(text.replace("n_rows: 10000", f"n_rows: {args.rows}", 1), "utf-8")
-        run(["make", "repro"], project, timeout=7200)
-        commit_all(project, "Run the pipeline")
+        project = ran_project(Path(folder), args.rows)
         quality = QUALITY.format(package=PACKAGE)
         said = run(
             ["uv", "run", "--locked", "python", "-c", quality]

@@ -73,20 +73,26 @@ def measured(
     }
 
 
+def ran_project(folder: Path, rows: int) -> Path:
+    """The default project in ``folder``, run on ``rows`` generated claims and committed."""
+    project = render(folder / "claims-fraud-detection")
+    git_init_commit(project)
+    run(["make", "setup"], project)
+    params = project / "params.yaml"
+    text = params.read_text(encoding="utf-8")
+    params.write_text(text.replace("n_rows: 10000", f"n_rows: {rows}", 1), "utf-8")
+    run(["make", "repro"], project, timeout=7200)
+    commit_all(project, "Run the pipeline")
+    return project
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        project = render(Path(folder) / "claims-fraud-detection")
-        git_init_commit(project)
-        run(["make", "setup"], project)
-        params = project / "params.yaml"
-        text = params.read_text(encoding="utf-8")
-        params.write_text(text.replace("n_rows: 10000", f"n_rows: {args.rows}", 1), "utf-8")
-        run(["make", "repro"], project, timeout=7200)
-        commit_all(project, "Run the pipeline")
+        project = ran_project(Path(folder), args.rows)
         python = ["python", "-m"]
         raw = "data/raw/claims.csv"
         convert = f"import pandas; pandas.read_csv({raw!r}).to_parquet('claims.parquet')"
