@@ -20,13 +20,12 @@ copier's own Python: the standard library, PyYAML and copier.
 from __future__ import annotations
 
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
+from rendered import render_version
 
 POLICY = "metrics_policy.yaml"
 # The sections brought into an existing policy: each only bounds a command
@@ -61,31 +60,13 @@ def sections(text: str) -> dict[str, str]:
 def rendered_policy(answers_file: str) -> str | None:
     """The policy the template renders now, with the project's answers."""
     answers = yaml.safe_load(Path(answers_file).read_text(encoding="utf-8")) or {}
-    source, version = answers.get("_src_path"), answers.get("_commit")
-    if not source or not version:
-        return None
-    import copier
-
-    data = {key: value for key, value in answers.items() if not key.startswith("_")}
-    scratch = Path(tempfile.mkdtemp(prefix="copier-policy-"))
     try:
-        copier.run_copy(
-            str(source),
-            scratch / "project",
-            data=data,
-            vcs_ref=str(version),
-            defaults=True,
-            quiet=True,
-            skip_tasks=True,
-            unsafe=True,
-        )
-        path = scratch / "project" / POLICY
-        return path.read_text(encoding="utf-8") if path.is_file() else None
+        project = render_version(answers, "copier-policy-")
     except Exception as error:  # noqa: BLE001 - any failure leaves the user's file as it is
         say(f"could not render the new {POLICY} to add its new sections ({error}).")
         return None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    path = project / POLICY if project else None
+    return path.read_text(encoding="utf-8") if path and path.is_file() else None
 
 
 def main(args: list[str]) -> int:

@@ -41,10 +41,8 @@ itself depends on (PyYAML, packaging, copier).
 from __future__ import annotations
 
 import argparse
-import atexit
 import filecmp
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,6 +52,7 @@ from typing import Any
 
 import yaml
 from packaging.version import InvalidVersion, Version
+from rendered import render_version
 
 RENAMES = Path(__file__).with_name("renames.yml")
 # The labels copier gives the sides of a conflict, which `make update-template`
@@ -125,29 +124,11 @@ def old_render(root: Path, answers_file: str) -> Path | None:
     user's version is kept at its old place, and named).
     """
     answers = committed_answers(root, answers_file)
-    source, version = answers.get("_src_path"), answers.get("_commit")
-    if not source or not version:
-        return None
-    import copier  # the migration runs with copier's own Python
-
-    data = {key: value for key, value in answers.items() if not key.startswith("_")}
-    scratch = Path(tempfile.mkdtemp(prefix="copier-renames-"))
-    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     try:
-        copier.run_copy(
-            str(source),
-            scratch / "project",
-            data=data,
-            vcs_ref=str(version),
-            defaults=True,
-            quiet=True,
-            skip_tasks=True,
-            unsafe=True,
-        )
+        return render_version(answers, "copier-renames-")
     except Exception as error:  # noqa: BLE001 - any failure only loses the merge base
-        say(f"could not render {version} again to merge your edits ({error}).")
+        say(f"could not render {answers.get('_commit')} again to merge your edits ({error}).")
         return None
-    return scratch / "project"
 
 
 def keep_at_old_place(relative: str, ours: bytes, root: Path, why: str) -> None:
