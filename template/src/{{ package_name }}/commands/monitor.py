@@ -49,13 +49,21 @@ from ..shared.git import output, show_file
 from ..shared.paths import (
     METRICS_PATH,
     MONITORING_DIR,
-    PARAMS_PATH,
     PROJECT_ROOT,
     in_repository,
     shown,
 )
 from .arguments import REF_HELP, failed
-from .predict import EXAMPLES, PredictError, chunks, load_model, positions, sha256, typed
+from .predict import (
+    EXAMPLES,
+    PredictError,
+    chunks,
+    data_at,
+    load_model,
+    positions,
+    sha256,
+    typed,
+)
 
 HISTORY_FILE = "history.jsonl"
 # The service (SERVICE=) gets the batch's first SAMPLE_ROWS rows, REQUESTS times.
@@ -106,17 +114,17 @@ def as_of() -> datetime.date:
 
 def target_at(commit: str, root: Path) -> str | None:
     """``data.target`` as the ``params.yaml`` of ``commit`` names it."""
-    import yaml
-
-    text = show_file(root, commit, PARAMS_PATH)
-    data = (yaml.safe_load(text) or {}).get("data") or {} if text else {}
-    return str(data["target"]) if data.get("target") else None
+    target = data_at(commit, root).get("target")
+    return str(target) if target else None
 
 
 def offline_metrics(commit: str, root: Path) -> dict[str, float]:
     """The test split's metrics the evaluate stage committed with the model's run."""
     text = show_file(root, commit, METRICS_PATH)
-    return dict((json.loads(text) or {}).get(policy.GATE_SPLIT) or {}) if text else {}
+    try:
+        return policy.parse_metrics(text, f"{METRICS_PATH} at {commit[:12]}") if text else {}
+    except policy.PolicyError:
+        return {}
 
 
 def dated(root: Path, *args: str) -> datetime.date | None:

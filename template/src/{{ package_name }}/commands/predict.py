@@ -107,13 +107,17 @@ def load_model(ref: str = registry.STAGE, root: Path = PROJECT_ROOT) -> Loaded:
     return Loaded(model, about, tuple(id_columns_at(commit, root)), data)
 
 
-def id_columns_at(commit: str, root: Path) -> list[str]:
-    """``data.id_columns`` as the ``params.yaml`` of ``commit`` declares them."""
+def data_at(commit: str, root: Path) -> dict[str, Any]:
+    """The ``data`` section of the ``params.yaml`` committed at ``commit`` (empty without one)."""
     import yaml
 
     text = show_file(root, commit, PARAMS_PATH)
-    data = (yaml.safe_load(text) or {}).get("data") or {} if text else {}
-    return [str(column) for column in data.get("id_columns") or []]
+    return (yaml.safe_load(text) or {}).get("data") or {} if text else {}
+
+
+def id_columns_at(commit: str, root: Path) -> list[str]:
+    """``data.id_columns`` as the ``params.yaml`` of ``commit`` declares them."""
+    return [str(column) for column in data_at(commit, root).get("id_columns") or []]
 
 
 def check_header(path: Path) -> list[str]:
