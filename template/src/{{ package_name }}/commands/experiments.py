@@ -288,10 +288,7 @@ def format_table(ranked: Sequence[Ranked], rules: Mapping[str, Any], chosen: Pic
 def recorded_resources(experiment: Experiment) -> dict[str, Any]:
     """Each stage's time and memory in the experiment's run record (``resources``)."""
     if experiment.rev == WORKSPACE:
-        try:
-            record = json.loads((PROJECT_ROOT / RECORD_PATH).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            record = None
+        record = records.read_record(PROJECT_ROOT / RECORD_PATH)
     else:
         record = records.record_at(experiment.rev)
     return dict((record or {}).get("resources") or {})

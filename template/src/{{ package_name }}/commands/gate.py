@@ -7,13 +7,12 @@ can block a merge on it. The rules themselves are in :mod:`..shared.policy`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..shared import checks, policy, resources
+from ..shared import checks, policy, records, resources
 from ..shared.paths import (
     METRICS_FILE,
     POLICY_FILE,
@@ -56,10 +55,7 @@ def workspace_resources(record: Path) -> dict[str, Any]:
     A stage DVC reran whose outputs did not change leaves the record as it
     was; its figures are in the workspace's scratch file (:mod:`..shared.resources`).
     """
-    try:
-        recorded = json.loads(record.read_text(encoding="utf-8")).get("resources") or {}
-    except (OSError, ValueError, AttributeError):
-        recorded = {}
+    recorded = (records.read_record(record) or {}).get("resources") or {}
     return {**recorded, **resources.read(record.with_name(RESOURCES_FILE.name))}
 
 

@@ -166,6 +166,15 @@ def write_record(record: Record, path: Path = RECORD_FILE) -> None:
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def read_record(path: Path = RECORD_FILE) -> Record | None:
+    """The run record in the workspace (``None`` when there is none, or it is not JSON)."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def record_at(revision: str, root: Path = PROJECT_ROOT) -> Record | None:
     """The run record committed at ``revision``, or ``None`` when it has none."""
     text = show_file(root, revision, RECORD_PATH)
