@@ -195,7 +195,6 @@ def read_batch(source: Path, model: Any, target: str | None) -> Batch:
                 found.sample = rows[list(columns)].head(SAMPLE_ROWS)
                 found.expected = scored.head(SAMPLE_ROWS)
             found.rows += len(rows)
-            found.columns.rows = found.outputs.rows = found.rows
             for name in columns:
                 found.columns.add(features[name], name)
             for name in reference["outputs"]:

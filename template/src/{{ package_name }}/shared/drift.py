@@ -133,7 +133,6 @@ class Counter:
     """A batch's counts in a profile's bins, added to one chunk at a time."""
 
     profile: Mapping[str, Any]
-    rows: int = 0
     counts: dict[str, np.ndarray] = field(default_factory=dict)
     categories: dict[str, dict[str, int]] = field(default_factory=dict)
     missing: dict[str, int] = field(default_factory=dict)
@@ -162,14 +161,12 @@ class Counter:
         categories, most frequent first, and their ``new_share``.
         """
         known = self.profile[name]
-        rows = max(self.rows, 1)
-        found: dict[str, Any] = {
-            "missing": self.missing.get(name, 0) / rows,
-            "missing_before": known["missing"],
-        }
+        missing = self.missing.get(name, 0)
+        found: dict[str, Any] = {"missing_before": known["missing"]}
         if known["kind"] == "numeric":
             counts = self.counts.get(name, np.zeros(len(known["shares"]), dtype=int))
             present = int(counts.sum())
+            found["missing"] = missing / max(missing + present, 1)
             mean = self.sums.get(name, 0.0) / present if present else 0.0
             spread = known["std"] or 1.0
             found.update(
@@ -181,6 +178,7 @@ class Counter:
             return found
         held = self.categories.get(name, {})
         total = sum(held.values())
+        found["missing"] = missing / max(missing + total, 1)
         before = dict(known["categories"])
         new = {category: count for category, count in held.items() if category not in before}
         after = [held.get(category, 0) / total if total else 0.0 for category in before]
