@@ -51,6 +51,7 @@ def test_a_person_can_answer_every_prompt(copier_session) -> None:
     child.expect_exact("project_slug must start with a lowercase letter")
     child.send("\x7f" * 40 + "claims-fraud" + ENTER)
     answer(child, "Python import name")
+    answer(child, "Include the worked example pipeline")
     answer(child, "One sentence on what the project predicts")
     answer(child, "Author or team name", "Fraud Team" + ENTER)
     answer(child, "Contact email", "fraud-team@example.org" + ENTER)
@@ -64,7 +65,6 @@ def test_a_person_can_answer_every_prompt(copier_session) -> None:
     answer(child, "URL of the s3 remote", "s3://claims-bucket/dvc" + ENTER)
     answer(child, "CI service")
     answer(child, "Add a Dockerfile", "n")  # no Docker: the devcontainer is not asked
-    answer(child, "Include the worked example pipeline")
     answer(child, "Seed for every random source", "\x7f" * 5 + "7" + ENTER)
     child.expect(pexpect.EOF, timeout=120)
     assert "Add a devcontainer" not in child.before

@@ -25,6 +25,7 @@ def test_question_names_match_the_design() -> None:
         "project_name",
         "project_slug",
         "package_name",
+        "include_example",
         "description",
         "author_name",
         "author_email",
@@ -39,7 +40,6 @@ def test_question_names_match_the_design() -> None:
         "ci_provider",
         "use_docker",
         "use_devcontainer",
-        "include_example",
         "random_seed",
     ]
 
@@ -268,3 +268,34 @@ def test_readme_documents_every_question_and_choice() -> None:
             continue
         missing = [choice for choice in choices if not re.search(rf"\b{re.escape(choice)}\b", row)]
         assert not missing, f"README's row for {name} does not name {missing}"
+
+
+EXAMPLE_WORDS = re.compile(r"fraud|claim|insur", re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {},
+        {"primary_metric": "precision", "primary_metric_threshold": 0.6},
+        {"problem_type": "multiclass_classification", "experiment_tracker": "dvclive"},
+        {"problem_type": "regression", "primary_metric": "rmse", "ci_provider": "gitlab"},
+    ],
+    ids=["binary", "binary-precision", "multiclass", "regression"],
+)
+def test_a_skeleton_does_not_speak_of_the_example(tmp_path: Path, answers: dict) -> None:
+    """Without the example, no default, reason, page or test mentions fraud, claims or insurance."""
+    project = render(
+        tmp_path / "skeleton", project_name="Churn Model", include_example=False, **answers
+    )
+    assert answers_of(project)["description"], "the skeleton's description has a neutral default"
+    found = []
+    for path in sorted(project.rglob("*")):
+        relative = path.relative_to(project).as_posix()
+        # The license's own legal text ("CLAIM, DAMAGES") is not the example's.
+        if not path.is_file() or relative == "LICENSE" or relative.startswith(".git/"):
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if EXAMPLE_WORDS.search(line):
+                found.append(f"{relative}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)

@@ -1,6 +1,6 @@
 """Explain one decision: why the model scored this row as it did.
 
-``make explain INPUT=claims.csv ROW=<id or row number> [MODEL=champion]``
+``make explain INPUT=batch.csv ROW=<id or row number> [MODEL=champion]``
 loads the model as ``make predict`` does and prints, for that one row: the
 model that decided (version, run, commit), the raw values, the features they
 became, the score, the threshold and the decision, and the raw columns that

@@ -1,6 +1,6 @@
 """Can the champion still be trusted on a batch of new rows? One exit code, one page.
 
-``make monitor INPUT=claims.csv [MODEL=champion]`` scores the batch with the
+``make monitor INPUT=batch.csv [MODEL=champion]`` scores the batch with the
 model's inference pipeline (as ``make predict`` does, chunk by chunk) and
 checks, against the bounds of the ``monitoring`` section of
 ``metrics_policy.yaml``:

@@ -1,6 +1,6 @@
 """Score a file with a promoted model, and record which model made which decision.
 
-``make predict INPUT=claims.csv [MODEL=champion] [OUTPUT=...]`` loads the
+``make predict INPUT=batch.csv [MODEL=champion] [OUTPUT=...]`` loads the
 inference pipeline of ``MODEL`` (the champion by default, or a version such
 as ``v2``, a run id, a DVC experiment, a commit or a tag: :func:`load_model`),
 checks the rows against the raw columns that pipeline was trained on, and
@@ -285,7 +285,7 @@ def record_path(output: Path) -> Path:
 
 
 def default_output(source: Path) -> Path:
-    """``claims.csv`` is scored into ``claims.predictions.csv``, beside it."""
+    """``batch.csv`` is scored into ``batch.predictions.csv``, beside it."""
     return source.with_name(f"{source.stem}.predictions{source.suffix}")
 
 

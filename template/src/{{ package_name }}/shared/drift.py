@@ -6,7 +6,7 @@ numeric column the bin edges at the training split's deciles and the share
 of rows in each bin, per categorical column each category's share, and per
 column the share of missing values; and of the test split, the same for the
 pipeline's scores and each decision's share. No training row is kept, only
-these shares, so the model file carries no claim of its own.
+these shares, so the model file carries no row of its data.
 
 ``make monitor`` counts a batch into the same bins, chunk by chunk
 (:class:`Counter`), so memory stays flat on big files, and compares the

@@ -27,8 +27,8 @@ from ..shared.splits import Schema, read_split, resolve_schema, write_split
 def build_preprocessor(schema: Schema, params: Featurize) -> ColumnTransformer:
     """Impute and scale numeric columns; impute and one-hot encode categorical ones.
 
-    Missing numbers get a "was missing" indicator column because, in claims
-    data, a blank field is often a signal in itself.
+    Missing numbers get a "was missing" indicator column because, in data
+    typed in by people, a blank field is often a signal in itself.
     """
     numeric = Pipeline(
         [
