@@ -160,6 +160,13 @@ CI_FILES = {
     "bitbucket": {"bitbucket-pipelines.yml", "renovate.json"},
     "none": set(),
 }
+# Who must review the policy, the pipeline and CI, where each host reads it.
+OWNERS_FILES = {
+    "github": ".github/CODEOWNERS",
+    "gitlab": ".gitlab/CODEOWNERS",
+    "bitbucket": ".bitbucket/CODEOWNERS",
+    "none": "CODEOWNERS",
+}
 
 
 def expected_files(answers: dict) -> set[str]:
@@ -177,7 +184,7 @@ def expected_files(answers: dict) -> set[str]:
     if answers["experiment_tracker"] == "mlflow":  # the team stack
         files |= {"compose.yaml", "stack/mlflow.Dockerfile", "stack/requirements.txt"}
         files |= {f"src/{package}/commands/move_runs.py", f"src/{package}/shared/mlflow_store.py"}
-    return files | CI_FILES[answers["ci_provider"]]
+    return files | CI_FILES[answers["ci_provider"]] | {OWNERS_FILES[answers["ci_provider"]]}
 
 
 @pytest.fixture(scope="module", params=list(MATRIX), ids=list(MATRIX))

@@ -5,7 +5,10 @@
   SeaweedFS release the tests start natively;
 - ``stack/`` pins every package, at an MLflow the project's clients accept;
 - the grid jobs (GitHub, GitLab) validate, run ``make share-experiment``, and
-  their parameter sets name parameters that exist, for every problem type.
+  their parameter sets name parameters that exist, for every problem type;
+- each host's code-owners file is well-formed, gives an owner to the metrics
+  policy, the gate, ``params.yaml``, ``dvc.yaml``, the CI files and itself,
+  and the contributing guide says how that host makes their review required.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pathspec  # copier's own gitignore-style matcher
 import pytest
 import yaml
-from support import render, run
+from support import generated_files, render, run
+from test_render import CI_FILES, OWNERS_FILES
 
 CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
 HADOLINT = Path(sys.executable).with_name("hadolint")
@@ -84,7 +89,9 @@ def test_secrets_come_from_env_and_env_example_lists_them(default_project: Path)
     text = (default_project / "compose.yaml").read_text()
     variables = set(re.findall(r"\$\{(STACK_\w+)", text))
     assert {"STACK_POSTGRES_PASSWORD", "STACK_S3_ACCESS_KEY", "STACK_S3_SECRET_KEY"} <= variables
-    for secret in ("STACK_POSTGRES_PASSWORD", "STACK_S3_ACCESS_KEY", "STACK_S3_SECRET_KEY"):
+    secrets = {"STACK_POSTGRES_PASSWORD", "STACK_S3_ACCESS_KEY", "STACK_S3_SECRET_KEY"}
+    secrets |= {"STACK_MLFLOW_ADMIN_USERNAME", "STACK_MLFLOW_ADMIN_PASSWORD"}
+    for secret in sorted(secrets | {"STACK_MLFLOW_SECRET_KEY"}):
         assert f"${{{secret}:?set {secret} in .env" in text, secret
     example = (default_project / ".env.example").read_text()
     for variable in variables:
@@ -96,7 +103,8 @@ def test_the_server_image_pins_every_package_at_an_mlflow_clients_accept(
 ) -> None:
     lines = (default_project / "stack" / "requirements.txt").read_text().splitlines()
     pins = dict(line.split("==") for line in lines if line and not line.startswith("#"))
-    assert set(pins) == {"mlflow", "psycopg2-binary", "boto3"}
+    pins = {name.split("[")[0]: version for name, version in pins.items()}  # mlflow[auth]
+    assert set(pins) == {"mlflow", "Flask-WTF", "psycopg2-binary", "boto3"}
     pyproject = (default_project / "pyproject.toml").read_text()
     (minimum,) = re.findall(r'"mlflow>=([\d.]+)"', pyproject)
     as_tuple = lambda version: tuple(int(part) for part in version.split("."))  # noqa: E731
@@ -188,3 +196,135 @@ def test_every_grid_parameter_exists_and_make_passes_it_to_dvc(grid_projects) ->
         push = re.search(r"dvc exp push \$\((.*)\) --rev HEAD origin$", dry.stdout, re.M)
         assert push, dry.stdout
         assert push.group(1).endswith("dvc remote default >/dev/null 2>&1 || echo --no-cache")
+
+
+# ---------------------------------------------------------------- code owners
+
+# The files that decide what a better model means and how it is checked; the host's
+# CI files come from test_render.py's list, without the dependency bots' settings.
+OWNED = {"metrics_policy.yaml", "metrics_policy.schema.json", "params.yaml", "dvc.yaml"}
+OWNED |= {"src/claims_fraud_detection/shared/policy.py"}
+OWNED |= {"src/claims_fraud_detection/commands/gate.py"}
+BOTS = ("dependabot.yml", "renovate.json")
+# Every run rewrites dvc.lock and the metrics (owning them would send every experiment
+# to review); README.md stands for the files no rule should catch.
+NOT_OWNED = {"dvc.lock", "reports/metrics.json", "README.md"}
+PLACEHOLDER_OWNER = "@your-org/ml-leads"
+# Each host's render, with the owners' three sources: the code_owners answer, the
+# author's email, the placeholder (the default project, for GitHub).
+OWNER_ANSWERS = {
+    "gitlab": {"code_owners": " @acme/ml  @acme/ml/leads lea@example.org "},
+    "bitbucket": {"author_email": "ml-team@example.org"},
+    "none": {"author_email": "ml-team@example.org", "code_owners": "@lea"},
+}
+EXPECTED_OWNERS = {
+    "github": [PLACEHOLDER_OWNER],
+    "gitlab": ["@acme/ml", "@acme/ml/leads", "lea@example.org"],
+    "bitbucket": ["ml-team@example.org"],
+    "none": ["@lea"],
+}
+OWNER = re.compile(r"@[A-Za-z0-9][\w.-]*(/[\w.-]+)*|[^@\s]+@[^@\s]+\.[^@\s.]+")
+SECTION = re.compile(r"\^?\[[^\]\n]+\](\[[1-9]\d*\])?(\s+\S.*)?")
+
+
+def code_owner_rules(text: str, host: str) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """The (pattern, owners) rules of a code-owners file, and what is wrong with its lines."""
+    rules, problems, in_section = [], [], False
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith(("[", "^[")):
+            if host != "gitlab":
+                problems.append(f"line {number}: only GitLab has sections: {line}")
+            elif not SECTION.fullmatch(line):
+                problems.append(f"line {number}: malformed section: {line}")
+            in_section = True
+            continue
+        pattern, *owners = line.split()
+        if host == "gitlab" and not in_section:
+            problems.append(f"line {number}: a rule before the first section")
+        if pattern.startswith("!") or set("[]") & set(pattern):
+            problems.append(f"line {number}: negation and character ranges are GitLab-only")
+        if not owners:
+            problems.append(f"line {number}: {pattern} has no owner")
+        problems += [f"line {number}: not an owner: {o}" for o in owners if not OWNER.fullmatch(o)]
+        rules.append((pattern, owners))
+    return rules, problems
+
+
+def owners_of(rules: list[tuple[str, list[str]]], path: str) -> list[str] | None:
+    """The owners of a file: those of the last rule whose pattern matches it (gitignore style)."""
+    owners = None
+    for pattern, rule_owners in rules:
+        if pathspec.GitIgnoreSpec.from_lines([pattern]).match_file(path):
+            owners = rule_owners
+    return owners
+
+
+def code_owner_problems(project: Path, host: str, text: str) -> list[str]:
+    rules, problems = code_owner_rules(text, host)
+    files = generated_files(project)
+    for pattern, _ in rules:
+        if not any(owners_of([(pattern, [])], path) is not None for path in files):
+            problems.append(f"{pattern} matches no file of the project")
+    ci_files = {path for path in CI_FILES[host] if not path.endswith(BOTS)}
+    for path in sorted(OWNED | ci_files | {OWNERS_FILES[host]}):
+        assert path in files, path  # a file the rules must cover, missing from the render
+        if not owners_of(rules, path):
+            problems.append(f"{path} has no owner")
+    problems += [f"{path} is owned" for path in sorted(NOT_OWNED) if owners_of(rules, path)]
+    return problems
+
+
+@pytest.fixture(scope="module", params=list(OWNERS_FILES))
+def owned_project(
+    request: pytest.FixtureRequest, default_project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path]:
+    host = request.param
+    if host == "github":
+        return host, default_project
+    folder = tmp_path_factory.mktemp(f"owners-{host}")
+    return host, render(folder / "project", ci_provider=host, **OWNER_ANSWERS[host])
+
+
+def test_the_code_owners_file_covers_the_policy_pipeline_and_ci(owned_project) -> None:
+    host, project = owned_project
+    assert generated_files(project) & set(OWNERS_FILES.values()) == {OWNERS_FILES[host]}
+    text = (project / OWNERS_FILES[host]).read_text()
+    assert code_owner_problems(project, host, text) == []
+    rules, _ = code_owner_rules(text, host)
+    assert {" ".join(owners) for _, owners in rules} == {" ".join(EXPECTED_OWNERS[host])}
+    if host == "gitlab":  # one approval rule per concern
+        sections = re.findall(r"^\[([^\]]+)\]", text, flags=re.M)
+        assert sections == ["Metrics policy", "Pipeline", "CI and code owners"]
+
+
+def test_the_code_owners_check_rejects_a_broken_file(owned_project) -> None:
+    host, project = owned_project
+    text = (project / OWNERS_FILES[host]).read_text()
+    broken = text.replace("/dvc.yaml ", "/dvc.yml ").replace(EXPECTED_OWNERS[host][0], "ml-leads")
+    broken += "/dvc.lock @lea\n[Late section\n"
+    problems = code_owner_problems(project, host, broken)
+    assert "dvc.yaml has no owner" in problems
+    assert "/dvc.yml matches no file of the project" in problems
+    assert "dvc.lock is owned" in problems
+    assert any("not an owner: ml-leads" in problem for problem in problems)
+    assert any("Late section" in problem for problem in problems)
+
+
+def test_the_contributing_guide_says_how_to_require_the_owners_review(owned_project) -> None:
+    host, project = owned_project
+    guide = (project / "docs" / "contributing.md").read_text()
+    section = " ".join(guide.split("## Code owners\n", 1)[1].split("\n## ", 1)[0].split())
+    assert f"`{OWNERS_FILES[host]}`" in section
+    settings = {
+        "github": "Require review from Code Owners",
+        "gitlab": "Code owner approval",
+        "bitbucket": "approval from default reviewers",
+    }
+    for other, setting in settings.items():
+        assert (setting in section) is (other == host or host == "none"), (other, setting)
+    assert (PLACEHOLDER_OWNER in section) is (host == "github")
+    readme = (project / "README.md").read_text()
+    assert f"| `{OWNERS_FILES[host]}` |" in readme
