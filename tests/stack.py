@@ -12,11 +12,14 @@ after:
   dependency of this repository), with the buckets ``compose.yaml`` creates;
 - ``mlflow server`` from the project's ``stack/requirements.txt``, the file the
   stack's MLflow image installs, with PostgreSQL as its backend store and the
-  bucket as its artifact destination, serving artifacts through itself.
+  bucket as its artifact destination, serving artifacts through itself, and
+  MLflow's basic authentication set up by the project's ``stack/basic_auth.ini``
+  (its database moved to the loopback PostgreSQL) with an admin account.
 """
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import os
 import pwd
@@ -40,6 +43,9 @@ SECRET_KEY = "team-stack-secret-0123456789"
 DATABASE = "mlflow"
 DATABASE_USER = "mlflow"
 DATABASE_PASSWORD = "team-stack-db-password"
+ADMIN_USERNAME = "stack-admin"
+ADMIN_PASSWORD = "stack-admin-password-0123"
+SECRET_KEY = "team-stack-flask-secret-key-0123456789"
 
 
 def missing() -> list[str]:
@@ -90,11 +96,8 @@ class Postgres:
 
     @property
     def uri(self) -> str:
-        """The backend store URI, as ``compose.yaml`` gives it to the MLflow server."""
-        return (
-            f"postgresql+psycopg2://{DATABASE_USER}:{DATABASE_PASSWORD}"
-            f"@127.0.0.1:{self.port}/{DATABASE}"
-        )
+        """The backend store URI as ``compose.yaml`` gives it (the password: PGPASSWORD)."""
+        return f"postgresql+psycopg2://{DATABASE_USER}@127.0.0.1:{self.port}/{DATABASE}"
 
 
 @contextlib.contextmanager
@@ -252,25 +255,56 @@ def bucket_names(store: ObjectStore) -> list[str]:
     return [bucket["Name"] for bucket in listed["Buckets"]]
 
 
+def auth_config(project_config: Path, database: Postgres, folder: Path) -> Path:
+    """The project's ``stack/basic_auth.ini`` with its database on the loopback PostgreSQL."""
+    config = configparser.ConfigParser()
+    config.read(project_config)
+    assert config["mlflow"]["database_uri"].startswith(f"postgresql+psycopg2://{DATABASE_USER}@")
+    config["mlflow"]["database_uri"] = database.uri
+    path = folder / "basic_auth.ini"
+    with path.open("w") as file:
+        config.write(file)
+    return path
+
+
 class TrackingServer:
-    """``mlflow server`` on PostgreSQL and the bucket; can be stopped and started again."""
+    """``mlflow server`` with accounts, on PostgreSQL and the bucket; can stop and start again."""
 
     def __init__(
-        self, venv: Path, database: Postgres, store: ObjectStore, bucket: str, folder: Path
+        self,
+        venv: Path,
+        database: Postgres,
+        store: ObjectStore,
+        bucket: str,
+        folder: Path,
+        project_auth_config: Path,
     ) -> None:
         self.venv, self.database, self.store, self.bucket = venv, database, store, bucket
+        folder.mkdir(parents=True, exist_ok=True)
         self.log = folder / "mlflow-server.log"
+        self.auth_config = auth_config(project_auth_config, database, folder)
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, **self.store.env}
+        # What compose.yaml's environment gives the server.
+        env = {
+            **os.environ,
+            **self.store.env,
+            "PGPASSWORD": DATABASE_PASSWORD,
+            "MLFLOW_AUTH_CONFIG_PATH": str(self.auth_config),
+            "MLFLOW_AUTH_ADMIN_USERNAME": ADMIN_USERNAME,
+            "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": SECRET_KEY,
+        }
         with self.log.open("ab") as output:
             self.process = subprocess.Popen(
                 [
                     str(self.venv / "bin" / "mlflow"),
                     "server",
+                    "--app-name",
+                    "basic-auth",
                     "--host",
                     "127.0.0.1",
                     "--port",
@@ -311,8 +345,22 @@ def server_environment(requirements: Path, folder: Path) -> Path:
 
 
 def client_env(server: TrackingServer, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A teammate's environment: the server's URI, and no object-store credentials."""
-    env = tool_env({"MLFLOW_TRACKING_URI": server.uri, **(extra or {})})
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
+    """A teammate's environment: the server's URI, no account and no object-store credentials.
+
+    The account comes from the project's ``.env``, as the guide says, or from ``extra``.
+    """
+    env = tool_env({"MLFLOW_TRACKING_URI": server.uri})
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "MLFLOW_S3_ENDPOINT_URL",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    ):
         env.pop(name, None)
-    return env
+    return {**env, **(extra or {})}
+
+
+def account_env(username: str, password: str) -> dict[str, str]:
+    """The variables MLflow's client logs in with."""
+    return {"MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password}

@@ -1,14 +1,21 @@
 """The team stack of an MLflow project, proven on real services (see stack.py).
 
 One default project follows its own "Working as a team" page
-(``docs/guides/team.md``): its ``.env`` points at a real ``mlflow server`` on
-PostgreSQL whose artifacts live in SeaweedFS, and its DVC remote becomes the
-stack's bucket with the page's own commands. Its first run is committed and
-pushed to a bare git repository (the team's origin) and to the bucket. Then:
+(``docs/guides/team.md``): a real ``mlflow server`` with MLflow's basic
+authentication, on PostgreSQL, whose artifacts live in SeaweedFS; the admin
+makes every teammate's account with the page's own code, each ``.env`` holds
+the server and that account, and the DVC remote becomes the stack's bucket
+with the page's own commands. The lead's first run is committed and pushed to
+a bare git repository (the team's origin) and to the bucket. Then:
 
+- the server lets no one in without an account, and the project's check
+  before a run (and ``make doctor``'s) names the variables to set;
+- an account with READ only can read but cannot register a model version
+  or move the ``champion`` alias;
 - the run is on the server with its params, metrics, provenance and
-  artifacts, the artifacts are in the bucket, and the promoted model loads
-  back through the server, with no object-store keys on the client;
+  artifacts, the artifacts are in the bucket, the lead promotes it and a
+  read-only account loads the champion back through the server, with no
+  object-store keys on the client;
 - two clones (two teammates) each queue two experiments and start their
   queues with ``dvc queue start -j 2`` at the same time: four runs land;
 - ``make share-experiment`` (what each CI grid job runs) logs its run to the
@@ -30,6 +37,8 @@ import shlex
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +51,13 @@ from support import commit_all, git_init_commit, render, run, tool_env
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("team-stack")]
 
 SLUG = "claims-fraud-detection"
+PACKAGE = SLUG.replace("-", "_")
 BUCKETS = ["mlflow", "dvc"]  # what compose.yaml's object store creates
+LEAD = "lead"  # the one teammate who may promote
+VIEWER = "viewer"  # an account that may read, and nothing more
+PASSWORDS = {
+    name: f"{name}-password-0123" for name in ("lead", "alice", "bob", "carol", "dave", VIEWER)
+}
 
 
 @dataclass
@@ -56,7 +71,12 @@ class Team:
 
     @property
     def env(self) -> dict[str, str]:
+        """A teammate's shell: the server's URI, the account only in the project's ``.env``."""
         return stack.client_env(self.server)
+
+    def as_account(self, username: str, password: str | None = None) -> dict[str, str]:
+        password = PASSWORDS[username] if password is None else password
+        return stack.client_env(self.server, stack.account_env(username, password))
 
     def guide(self) -> str:
         return (self.project / "docs" / "guides" / "team.md").read_text()
@@ -68,6 +88,30 @@ class Team:
             "<access-key>": stack.ACCESS_KEY,
             "<secret-key>": stack.SECRET_KEY,
         }
+
+    def make_account(self, username: str, *, promotes: bool = False) -> None:
+        """The admin gives ``username`` an account with the guide's own code, from ``.env``."""
+        block = step_block(self.guide(), "2").replace("promotes = False", f"promotes = {promotes}")
+        block = block.replace('"<teammate>"', repr(username))
+        block = block.replace(
+            '"<their password, 12 characters or more>"', repr(PASSWORDS[username])
+        )
+        admin = self.folder / "admin"
+        admin.mkdir(exist_ok=True)
+        (admin / ".env").write_text(
+            env_lines(self.guide(), self.fill, stack.ADMIN_USERNAME, stack.ADMIN_PASSWORD)
+        )
+        run(
+            ["bash", "-c", block.replace("--env-file .env", f"--env-file {admin / '.env'}")],
+            self.project,
+            env=self.env,
+        )
+
+    def write_env(self, project: Path, username: str) -> None:
+        """Step 3 of the guide: the server and the teammate's account in ``.env``."""
+        (project / ".env").write_text(
+            env_lines(self.guide(), self.fill, username, PASSWORDS[username])
+        )
 
     def fill(self, line: str) -> str:
         for placeholder, value in self.placeholders().items():
@@ -82,7 +126,8 @@ class Team:
         for line in guide_block(self.guide(), "Shared data"):
             if "--local" in line:
                 run(shlex.split(self.fill(line)), clone, env=self.env)
-        (clone / ".env").write_text(self.fill(env_line(self.guide())) + "\n")
+        self.make_account(name)
+        self.write_env(clone, name)
         return clone
 
 
@@ -94,15 +139,35 @@ def guide_block(page: str, heading: str) -> list[str]:
     return [line for line in block.group(1).splitlines() if line.strip()]
 
 
-def env_line(page: str) -> str:
-    """The line step 2 of the guide puts in .env."""
-    (line,) = re.findall(r"```sh\n(MLFLOW_TRACKING_URI=[^\n]+)\n```", page)
-    return line
+def step_block(page: str, step: str) -> str:
+    """The first shell block under the guide's ``### {step}.`` heading, as a script."""
+    section = page.split(f"\n### {step}.", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    assert block, f"no shell block under step {step}"
+    return block.group(1)
 
 
-def server_python(team: Team, project: Path, code: str) -> str:
+def env_lines(page: str, fill: Any, username: str, password: str) -> str:
+    """What step 3 of the guide puts in .env, for this account."""
+    (block,) = re.findall(r"```sh\n(MLFLOW_TRACKING_URI=.*?)```", page, flags=re.DOTALL)
+    block = block.replace("<your account>", username).replace("<your password>", password)
+    return fill(block)
+
+
+def server_python(team: Team, project: Path, code: str, account: str = LEAD) -> str:
     """Run ``code`` in ``project``'s environment as a teammate: the server's URI, no S3 keys."""
-    return run(["uv", "run", "--locked", "python", "-c", code], project, env=team.env).stdout
+    env = team.as_account(account)
+    return run(["uv", "run", "--locked", "python", "-c", code], project, env=env).stdout
+
+
+def admin_python(team: Team, code: str) -> str:
+    """Run ``code`` in the project's environment as the stack's admin, as the guide does."""
+    env = stack.client_env(
+        team.server, stack.account_env(stack.ADMIN_USERNAME, stack.ADMIN_PASSWORD)
+    )
+    (with_flask_wtf,) = re.findall(r"--with \S+", step_block(team.guide(), "2"))
+    command = ["uv", "run", "--locked", *with_flask_wtf.split(), "python", "-c", code]
+    return run(command, team.project, env=env).stdout
 
 
 def output_digests(project: Path) -> dict[str, str]:
@@ -163,7 +228,8 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     project = render(folder / SLUG)
     venv = stack.server_environment(project / "stack" / "requirements.txt", folder)
     with stack.postgres() as database, stack.object_store(BUCKETS, folder) as store:
-        server = stack.TrackingServer(venv, database, store, "mlflow", folder)
+        auth = project / "stack" / "basic_auth.ini"
+        server = stack.TrackingServer(venv, database, store, "mlflow", folder, auth)
         server.start()
         try:
             team = Team(folder, project, folder / "origin.git", server, store, venv)
@@ -178,7 +244,8 @@ def share_first_run(team: Team) -> None:
     project, env = team.project, team.env
     git_init_commit(project)
     run(["make", "setup"], project, env=env)
-    (project / ".env").write_text(team.fill(env_line(team.guide())) + "\n")
+    team.make_account(LEAD, promotes=True)
+    team.write_env(project, LEAD)
     for line in guide_block(team.guide(), "Shared data"):
         run(shlex.split(team.fill(line)), project, env=env)
     commit_all(project, "Keep data and models in the team's object store")
@@ -187,12 +254,34 @@ def share_first_run(team: Team) -> None:
     run(["uv", "run", "--locked", "dvc", "push"], project, env=env)
     run(["git", "clone", "--quiet", "--bare", str(project), str(team.origin)], team.folder)
     run(["git", "remote", "add", "origin", str(team.origin)], project)
+    make_viewer(team)
+
+
+def make_viewer(team: Team) -> None:
+    """The admin's API: an account with READ on the experiment and the registered model."""
+    admin_python(
+        team,
+        f"""
+import mlflow
+from mlflow.server import get_app_client
+accounts = get_app_client("basic-auth", tracking_uri={team.server.uri!r})
+accounts.create_user({VIEWER!r}, {PASSWORDS[VIEWER]!r})
+experiment = mlflow.MlflowClient().get_experiment_by_name({SLUG!r})
+accounts.grant_user_permission({VIEWER!r}, "experiment", experiment.experiment_id, "READ")
+accounts.grant_user_permission({VIEWER!r}, "registered_model", {SLUG!r}, "READ")
+""",
+    )
 
 
 def test_the_guide_names_the_stack_and_the_commands_it_takes(team: Team) -> None:
     page = team.guide()
     assert "make stack-up" in page
     assert "MLFLOW_TRACKING_URI=http://<stack-host>:5000" in page
+    assert "MLFLOW_TRACKING_USERNAME=<your account>" in page
+    assert "accounts.create_user(user, password)" in step_block(page, "2")
+    # The admin's client adds the Flask-WTF the server pins.
+    requirements = (team.project / "stack" / "requirements.txt").read_text().splitlines()
+    assert f"--with {next(r for r in requirements if r.startswith('Flask-WTF=='))} " in page
     commands = guide_block(page, "Shared data")
     assert commands[0] == 'uv add "dvc[s3]"'  # the default project's remote is a folder
     assert f"s3://dvc/{SLUG}" in commands[1]
@@ -248,7 +337,96 @@ numpy.testing.assert_array_equal(loaded.predict_proba(rows), local.predict_proba
 numpy.testing.assert_array_equal(loaded.predict(rows), local.predict(rows))
 print(version.run_id)
 """
-    assert server_python(team, project, code).strip() == record["run_id"]
+    assert server_python(team, project, code, account=VIEWER).strip() == record["run_id"]
+
+
+def status_of(request: urllib.request.Request | str) -> int:
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_server_lets_no_stranger_in_and_the_project_names_the_variables(team: Team) -> None:
+    search = f"{team.server.uri}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert status_of(f"{team.server.uri}/health") == 200  # what compose's health check asks
+    assert status_of(search) == 401
+    wrong = urllib.request.Request(search, headers={"Authorization": "Basic bGVhZDpub3BlCg=="})
+    assert status_of(wrong) == 401
+    check = ["uv", "run", "--locked", "python", "-m", f"{PACKAGE}.commands.check_tracker"]
+    for env, says in (
+        (team.env, "lets no one in without an account"),
+        (team.as_account(LEAD, "not-the-password"), "refuses the account 'lead'"),
+    ):
+        refused = run(check, team.project, env=env, check=False)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert says in refused.stderr
+        assert "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in .env" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    doctor = f"""
+from {PACKAGE}.commands import doctor
+finding = doctor.check_open_runs(doctor.PROJECT_ROOT)
+print(finding.status, finding.message)
+"""
+    found = run(["uv", "run", "--locked", "python", "-c", doctor], team.project, env=team.env)
+    assert found.stdout.startswith("fail could not look for runs left open"), found.stdout
+    assert "MLFLOW_TRACKING_PASSWORD" in found.stdout
+    allowed = run(check, team.project, env=team.as_account(VIEWER))
+    assert allowed.returncode == 0
+
+
+def test_a_read_only_account_can_neither_register_a_version_nor_move_the_champion(
+    team: Team,
+) -> None:
+    record = json.loads((team.project / "reports" / "run.json").read_text())
+    registry = f"""
+import json, mlflow
+client = mlflow.MlflowClient({team.server.uri!r})
+versions = client.search_model_versions("name = '{SLUG}'")
+print(json.dumps([
+    sorted(v.version for v in versions),
+    client.get_registered_model({SLUG!r}).aliases,
+]))
+"""
+    before = json.loads(admin_python(team, registry))
+    attempts = f"""
+import json, mlflow
+from mlflow.exceptions import MlflowException
+client = mlflow.MlflowClient({team.server.uri!r})
+run_id = {record["run_id"]!r}
+client.get_run(run_id)  # reading is allowed
+answers = {{}}
+for name, attempt in {{
+    "register": lambda: client.create_model_version(
+        {SLUG!r}, f"runs:/{{run_id}}/model-file", run_id=run_id),
+    "alias": lambda: client.set_registered_model_alias({SLUG!r}, "champion", "1"),
+    "log": lambda: client.set_tag(run_id, "viewer.was.here", "yes"),
+}}.items():
+    try:
+        attempt()
+        answers[name] = "allowed"
+    except MlflowException as error:
+        answers[name] = error.error_code
+print(json.dumps(answers))
+"""
+    answers = json.loads(server_python(team, team.project, attempts, account=VIEWER))
+    assert answers == {
+        "register": "PERMISSION_DENIED",
+        "alias": "PERMISSION_DENIED",
+        "log": "PERMISSION_DENIED",
+    }
+    # The project's own registration says who was refused, in one line.
+    promote = f"""
+from {PACKAGE}.shared import tracking
+try:
+    tracking.register_model({record["run_id"]!r}, {SLUG!r}, "champion", {{}})
+except tracking.TrackingError as error:
+    print(error)
+"""
+    refused = server_python(team, team.project, promote, account=VIEWER)
+    assert "the account 'viewer' may not do this" in refused, refused
+    assert json.loads(admin_python(team, registry)) == before
 
 
 def start_queue(team: Team, clone: Path) -> subprocess.Popen[str]:
@@ -334,8 +512,9 @@ def test_local_runs_move_to_the_server_once_with_make_move_runs(team: Team) -> N
     run(["make", "repro"], local, env=tool_env())  # no .env: the local SQLite store
     local_run = json.loads((local / "reports" / "run.json").read_text())["run_id"]
     assert local_run not in run_ids_on_server(team)
+    team.write_env(local, LEAD)
     (command,) = [
-        line for line in team.guide().split("### 3.", 1)[1].splitlines() if "move-runs" in line
+        line for line in team.guide().split("### 4.", 1)[1].splitlines() if "move-runs" in line
     ][:1]
     moved = run(shlex.split(team.fill(command)), local, env=tool_env())
     assert f"{local_run} -> " in moved.stdout
@@ -362,9 +541,15 @@ print(json.dumps([
 def test_a_server_stopped_mid_pipeline_fails_the_run_naming_its_uri(team: Team) -> None:
     project = team.folder / "outage"
     shutil.copytree(team.project, project, symlinks=True)
-    second = stack.TrackingServer(team.venv, team.server.database, team.store, "mlflow", project)
+    auth = project / "stack" / "basic_auth.ini"
+    second = stack.TrackingServer(
+        team.venv, team.server.database, team.store, "mlflow", team.folder / "second", auth
+    )
     second.start()
-    (project / ".env").write_text(f"MLFLOW_TRACKING_URI={second.uri}\n")
+    team.write_env(project, LEAD)
+    (project / ".env").write_text(
+        (project / ".env").read_text().replace(team.server.uri, second.uri)
+    )
     params = (project / "params.yaml").read_text().replace("C: 1.0", "C: 0.7")
     (project / "params.yaml").write_text(params)
     try:
