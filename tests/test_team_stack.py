@@ -58,6 +58,17 @@ VIEWER = "viewer"  # an account that may read, and nothing more
 PASSWORDS = {
     name: f"{name}-password-0123" for name in ("lead", "alice", "bob", "carol", "dave", VIEWER)
 }
+# The admin's API, after the guide's code: an account with READ on the
+# experiment and the registered model, and nothing more.
+VIEWER_ACCOUNT = f"""
+import mlflow
+from mlflow.server import get_app_client
+accounts = get_app_client("basic-auth", tracking_uri=mlflow.get_tracking_uri())
+accounts.create_user({VIEWER!r}, {PASSWORDS[VIEWER]!r})
+experiment = mlflow.MlflowClient().get_experiment_by_name({SLUG!r})
+accounts.grant_user_permission({VIEWER!r}, "experiment", experiment.experiment_id, "READ")
+accounts.grant_user_permission({VIEWER!r}, "registered_model", {SLUG!r}, "READ")
+"""
 
 
 @dataclass
@@ -89,23 +100,28 @@ class Team:
             "<secret-key>": stack.SECRET_KEY,
         }
 
-    def make_account(self, username: str, *, promotes: bool = False) -> None:
-        """The admin gives ``username`` an account with the guide's own code, from ``.env``."""
-        block = step_block(self.guide(), "2").replace("promotes = False", f"promotes = {promotes}")
-        block = block.replace('"<teammate>"', repr(username))
-        block = block.replace(
-            '"<their password, 12 characters or more>"', repr(PASSWORDS[username])
-        )
+    def make_accounts(self, promoters: set[str], then: str = "") -> None:
+        """The admin runs the guide's own code for every teammate, from the admin's ``.env``.
+
+        One process runs the guide's Python once per account (then ``then``), so
+        MLflow is imported once.
+        """
+        command, body = step_block(self.guide(), "2").split("\n", 1)
+        body = body.removesuffix("EOF\n")
+        scripts = []
+        for username in PASSWORDS.keys() - {VIEWER}:
+            script = body.replace("promotes = False", f"promotes = {username in promoters}")
+            script = script.replace('"<teammate>"', repr(username))
+            password = '"<their password, 12 characters or more>"'
+            scripts.append(script.replace(password, repr(PASSWORDS[username])))
         admin = self.folder / "admin"
         admin.mkdir(exist_ok=True)
         (admin / ".env").write_text(
             env_lines(self.guide(), self.fill, stack.ADMIN_USERNAME, stack.ADMIN_PASSWORD)
         )
-        run(
-            ["bash", "-c", block.replace("--env-file .env", f"--env-file {admin / '.env'}")],
-            self.project,
-            env=self.env,
-        )
+        command = command.replace("--env-file .env", f"--env-file {admin / '.env'}")
+        script = "\n".join([*scripts, then])
+        run(["bash", "-c", f"{command}\n{script}\nEOF\n"], self.project, env=self.env)
 
     def write_env(self, project: Path, username: str) -> None:
         """Step 3 of the guide: the server and the teammate's account in ``.env``."""
@@ -126,7 +142,6 @@ class Team:
         for line in guide_block(self.guide(), "Shared data"):
             if "--local" in line:
                 run(shlex.split(self.fill(line)), clone, env=self.env)
-        self.make_account(name)
         self.write_env(clone, name)
         return clone
 
@@ -158,16 +173,6 @@ def server_python(team: Team, project: Path, code: str, account: str = LEAD) -> 
     """Run ``code`` in ``project``'s environment as a teammate: the server's URI, no S3 keys."""
     env = team.as_account(account)
     return run(["uv", "run", "--locked", "python", "-c", code], project, env=env).stdout
-
-
-def admin_python(team: Team, code: str) -> str:
-    """Run ``code`` in the project's environment as the stack's admin, as the guide does."""
-    env = stack.client_env(
-        team.server, stack.account_env(stack.ADMIN_USERNAME, stack.ADMIN_PASSWORD)
-    )
-    (with_flask_wtf,) = re.findall(r"--with \S+", step_block(team.guide(), "2"))
-    command = ["uv", "run", "--locked", *with_flask_wtf.split(), "python", "-c", code]
-    return run(command, team.project, env=env).stdout
 
 
 def output_digests(project: Path) -> dict[str, str]:
@@ -244,7 +249,7 @@ def share_first_run(team: Team) -> None:
     project, env = team.project, team.env
     git_init_commit(project)
     run(["make", "setup"], project, env=env)
-    team.make_account(LEAD, promotes=True)
+    team.make_accounts({LEAD}, then=VIEWER_ACCOUNT)
     team.write_env(project, LEAD)
     for line in guide_block(team.guide(), "Shared data"):
         run(shlex.split(team.fill(line)), project, env=env)
@@ -254,23 +259,6 @@ def share_first_run(team: Team) -> None:
     run(["uv", "run", "--locked", "dvc", "push"], project, env=env)
     run(["git", "clone", "--quiet", "--bare", str(project), str(team.origin)], team.folder)
     run(["git", "remote", "add", "origin", str(team.origin)], project)
-    make_viewer(team)
-
-
-def make_viewer(team: Team) -> None:
-    """The admin's API: an account with READ on the experiment and the registered model."""
-    admin_python(
-        team,
-        f"""
-import mlflow
-from mlflow.server import get_app_client
-accounts = get_app_client("basic-auth", tracking_uri={team.server.uri!r})
-accounts.create_user({VIEWER!r}, {PASSWORDS[VIEWER]!r})
-experiment = mlflow.MlflowClient().get_experiment_by_name({SLUG!r})
-accounts.grant_user_permission({VIEWER!r}, "experiment", experiment.experiment_id, "READ")
-accounts.grant_user_permission({VIEWER!r}, "registered_model", {SLUG!r}, "READ")
-""",
-    )
 
 
 def test_the_guide_names_the_stack_and_the_commands_it_takes(team: Team) -> None:
@@ -380,21 +368,18 @@ def test_a_read_only_account_can_neither_register_a_version_nor_move_the_champio
     team: Team,
 ) -> None:
     record = json.loads((team.project / "reports" / "run.json").read_text())
-    registry = f"""
-import json, mlflow
-client = mlflow.MlflowClient({team.server.uri!r})
-versions = client.search_model_versions("name = '{SLUG}'")
-print(json.dumps([
-    sorted(v.version for v in versions),
-    client.get_registered_model({SLUG!r}).aliases,
-]))
-"""
-    before = json.loads(admin_python(team, registry))
     attempts = f"""
 import json, mlflow
 from mlflow.exceptions import MlflowException
+from {PACKAGE}.shared import tracking
 client = mlflow.MlflowClient({team.server.uri!r})
 run_id = {record["run_id"]!r}
+
+def registry():
+    versions = client.search_model_versions("name = '{SLUG}'")
+    return [sorted(v.version for v in versions), client.get_registered_model({SLUG!r}).aliases]
+
+before = registry()
 client.get_run(run_id)  # reading is allowed
 answers = {{}}
 for name, attempt in {{
@@ -408,25 +393,24 @@ for name, attempt in {{
         answers[name] = "allowed"
     except MlflowException as error:
         answers[name] = error.error_code
-print(json.dumps(answers))
+try:  # what make promote calls
+    tracking.register_model(run_id, {SLUG!r}, "champion", {{}})
+    answers["promote"] = "allowed"
+except tracking.TrackingError as error:
+    answers["promote"] = str(error)
+print(json.dumps({{"answers": answers, "unchanged": registry() == before}}))
 """
-    answers = json.loads(server_python(team, team.project, attempts, account=VIEWER))
-    assert answers == {
-        "register": "PERMISSION_DENIED",
-        "alias": "PERMISSION_DENIED",
-        "log": "PERMISSION_DENIED",
+    found = json.loads(server_python(team, team.project, attempts, account=VIEWER))
+    answers = found["answers"]
+    denied = "PERMISSION_DENIED"
+    assert {name: answers[name] for name in ("register", "alias", "log")} == {
+        "register": denied,
+        "alias": denied,
+        "log": denied,
     }
     # The project's own registration says who was refused, in one line.
-    promote = f"""
-from {PACKAGE}.shared import tracking
-try:
-    tracking.register_model({record["run_id"]!r}, {SLUG!r}, "champion", {{}})
-except tracking.TrackingError as error:
-    print(error)
-"""
-    refused = server_python(team, team.project, promote, account=VIEWER)
-    assert "the account 'viewer' may not do this" in refused, refused
-    assert json.loads(admin_python(team, registry)) == before
+    assert "the account 'viewer' may not do this" in answers["promote"], answers["promote"]
+    assert found["unchanged"]
 
 
 def start_queue(team: Team, clone: Path) -> subprocess.Popen[str]:
