@@ -64,6 +64,10 @@ def test_a_person_can_answer_every_prompt(copier_session) -> None:
     answer(child, "Where DVC stores data", DOWN + ENTER)  # s3: asks for its URL
     answer(child, "URL of the s3 remote", "s3://claims-bucket/dvc" + ENTER)
     answer(child, "CI service")
+    # Owners are checked on the spot: a bare name is neither a handle nor an email.
+    answer(child, "Who must review changes", "\x7f" * 40 + "fraud-leads" + ENTER)
+    child.expect_exact("code_owners takes handles")
+    child.send("\x7f" * 40 + "@acme/fraud-leads" + ENTER)
     answer(child, "Add a Dockerfile", "n")  # no Docker: the devcontainer is not asked
     answer(child, "Seed for every random source", "\x7f" * 5 + "7" + ENTER)
     child.expect(pexpect.EOF, timeout=120)
@@ -78,6 +82,7 @@ def test_a_person_can_answer_every_prompt(copier_session) -> None:
     assert answers["dvc_remote"] == "s3"
     assert answers["dvc_remote_url"] == "s3://claims-bucket/dvc"
     assert answers["use_docker"] is False
+    assert answers["code_owners"] == "@acme/fraud-leads"
     assert "use_devcontainer" not in answers
     assert answers["random_seed"] == 7
     assert (destination / "src" / "claims_fraud" / "shared" / "paths.py").is_file()

@@ -38,6 +38,7 @@ def test_question_names_match_the_design() -> None:
         "dvc_remote",
         "dvc_remote_url",
         "ci_provider",
+        "code_owners",
         "use_docker",
         "use_devcontainer",
         "random_seed",
@@ -162,6 +163,9 @@ BAD_ANSWERS = [
     ({"dvc_remote": "local", "dvc_remote_url": "s3://bucket"}, "dvc_remote_url", "not a URL"),
     ({"dvc_remote_url": "../my storage"}, "dvc_remote_url", "spaces"),
     ({"ci_provider": "jenkins"}, "ci_provider", "jenkins"),
+    ({"code_owners": "fraud-leads"}, "code_owners", "handles (@name, @org/team) or emails"),
+    ({"code_owners": "@a/b, x@y.org"}, "code_owners", "got '@a/b,'"),
+    ({"code_owners": "   "}, "code_owners", "at least one owner"),
     ({"random_seed": -1}, "random_seed", "between 0 and 4294967295"),
     ({"random_seed": 2**32}, "random_seed", "between 0 and 4294967295"),
     # Answers that copier's cast to the question's type would silently change.
