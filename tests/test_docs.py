@@ -285,6 +285,26 @@ def test_make_docs_builds_every_nav_page_with_no_broken_link(
 
 
 @pytest.mark.e2e
+def test_make_docs_builds_with_properdocs_and_the_material_theme(minimal_site: Path) -> None:
+    """ProperDocs (decision record 0010) reads mkdocs.yml, named on its command line, quietly."""
+    built = run(["make", "docs"], minimal_site)
+    output = built.stdout + built.stderr
+    assert "properdocs build --strict" in output
+    assert "properdocs.yml" not in output  # no notice about the config file's legacy name
+    assert "end of life" not in output  # Material's notice, printed under `mkdocs` only
+    home = (minimal_site / "site" / "index.html").read_text(encoding="utf-8")
+    generator = re.search(r'<meta name="generator" content="([^"]+)"', home)
+    assert generator, "the home page names no generator"
+    assert "ProperDocs" in generator[1]
+    assert "mkdocs-material" in generator[1]
+    # The look the config asks for: the light and dark palettes, the code copy
+    # button, and the search with its index.
+    assert 'data-md-color-scheme="slate"' in home
+    assert "content.code.copy" in home
+    assert (minimal_site / "site" / "search" / "search_index.json").is_file()
+
+
+@pytest.mark.e2e
 @DEFAULT_RUN
 def test_metrics_policy_page_is_generated_from_the_policy_file(built_project: Path) -> None:
     policy = yaml.safe_load((built_project / "metrics_policy.yaml").read_text(encoding="utf-8"))

@@ -125,6 +125,10 @@ def test_the_updated_project_runs_tests_and_lints_with_the_same_results(
     assert {"intervals", "baseline"} <= metrics.keys()
     run(["make", "test"], project)
     run(["make", "lint"], project)
+    # The docs move from MkDocs to ProperDocs with the update, hooks and all.
+    run(["make", "docs"], project)
+    policy_page = project / "site" / "metrics-policy" / "index.html"
+    assert "<code>recall</code>" in policy_page.read_text(encoding="utf-8")
     commit_all(project, f"Update to template {edited_0_7_0['version']}")
     assert git(project, "status", "--porcelain") == ""
     export = "import pandas; pandas.read_parquet('data/interim/test.parquet').to_csv('rows.csv')"
