@@ -434,5 +434,30 @@ def test_ci_clones_the_full_history_for_the_policy_baseline(
         assert steps[0]["with"]["fetch-depth"] == 0
     elif provider == "gitlab":
         assert config["variables"]["GIT_DEPTH"] == 0
+        # A runner fetches the pipeline's own branch and no other: the job
+        # fetches main (and every branch) before the report and the gate read it.
+        script = config["ci"]["script"]
+        fetch = 'git fetch --quiet origin "+refs/heads/*:refs/remotes/origin/*"'
+        assert script.index(fetch) < script.index("make report") < script.index("make policy")
     else:
+        assert config["clone"]["depth"] == "full"
+
+
+@pytest.mark.parametrize("provider", list(CI_FILES))
+def test_the_monitor_job_fetches_the_registry_tags(
+    provider: str, rendered: Callable[..., Path]
+) -> None:
+    """The champion is a git tag, often on a promoted experiment's commit, off the branch."""
+    project = rendered(ci_provider=provider)
+    if provider == "github":
+        config = yaml.safe_load((project / MONITOR_WORKFLOW).read_text())
+        (job,) = config["jobs"].values()
+        steps = [step for step in job["steps"] if "actions/checkout" in step.get("uses", "")]
+        assert steps[0]["with"]["fetch-depth"] == 0  # every branch and tag
+    elif provider == "gitlab":
+        script = yaml.safe_load((project / CI_FILES[provider]).read_text())["monitor"]["script"]
+        fetch = "git fetch --quiet --tags origin"
+        assert script.index(fetch) < next(i for i, x in enumerate(script) if "make monitor" in x)
+    else:
+        config = yaml.safe_load((project / CI_FILES[provider]).read_text())
         assert config["clone"]["depth"] == "full"
