@@ -222,7 +222,7 @@ def test_ci_installs_from_the_lock_and_runs_checks_pipeline_gate_and_verify(
     assert lines.index("uv sync --locked") < lines.index("make test")
     assert any(line.startswith("uv run --locked pre-commit run --all-files") for line in lines)
     targets = list(make_targets(lines))
-    assert targets == ["test", "repro", "doctor", "report", "policy", "verify"]
+    assert targets == ["test", "repro", "doctor", "report", "docs", "policy", "verify"]
     pulls = [line for line in lines if "dvc pull" in line]
     if remote in CLOUD_REMOTES:
         assert pulls == ["uv run --locked dvc pull --allow-missing"]

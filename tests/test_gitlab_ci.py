@@ -125,6 +125,7 @@ def test_a_push_runs_the_ci_job_alone_and_it_passes(gitlab: Project) -> None:
     assert re.search(r"All \d+ outputs match dvc\.lock bit for bit", output), output
     assert re.search(r"^ PASS +ci\b", output, flags=re.MULTILINE), output
     assert (gitlab.project / "reports" / "report.html").is_file()  # the job's artifact
+    assert (gitlab.project / "site" / "metrics-policy" / "index.html").is_file()  # make docs
     # The caches the job declares, in the project (CI_PROJECT_DIR), as a runner keeps them.
     assert (gitlab.project / ".cache" / "uv").is_dir()
     assert (gitlab.project / ".cache" / "pre-commit").is_dir()

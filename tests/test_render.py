@@ -182,7 +182,12 @@ def expected_files(answers: dict) -> set[str]:
     if answers.get("use_devcontainer"):
         files |= {".devcontainer/devcontainer.json"}
     if answers["experiment_tracker"] == "mlflow":  # the team stack
-        files |= {"compose.yaml", "stack/mlflow.Dockerfile", "stack/requirements.txt"}
+        files |= {
+            "compose.yaml",
+            "stack/mlflow.Dockerfile",
+            "stack/requirements.txt",
+            "stack/basic_auth.ini",
+        }
         files |= {f"src/{package}/commands/move_runs.py", f"src/{package}/shared/mlflow_store.py"}
     return files | CI_FILES[answers["ci_provider"]] | {OWNERS_FILES[answers["ci_provider"]]}
 
