@@ -286,6 +286,10 @@ def test_a_second_promotion_shows_its_canary_and_rollback_brings_back_v1(
     assert run([*UV, "-c", probe], project).stdout.splitlines()[-1] == "1"
     done = run(["make", "predict", "INPUT=test-rows.csv", "OUTPUT=out/after.csv"], project)
     assert f"with {MODEL}@v1.0.0" in done.stdout
+    run(["make", "docs"], project)
+    card = (project / "site" / "model-card" / "index.html").read_text(encoding="utf-8")
+    assert f"<code>{MODEL}@v1.0.0</code> (champion)" in card, "the rolled-back champion"
+    assert f"<code>{MODEL}@v2.0.0</code> (champion)" not in card
     follow(project, "Fetch a version elsewhere", **{"<repository>": "."})
     lock = yaml.safe_load(run(["git", "show", f"{MODEL}@v1.0.0:dvc.lock"], project).stdout)
     (v1,) = [
