@@ -309,6 +309,17 @@ def conflict_markers(text: str) -> list[str]:
     return [line for line in text.splitlines() if re.match(r"^(<{7}|={7}|>{7})( |$)", line)]
 
 
+def conflicted_files(project: Path) -> list[str]:
+    """The files `git add --all` would take (tracked, or new and unignored) holding markers."""
+    listed = git(project, "ls-files", "--cached", "--others", "--exclude-standard").splitlines()
+    return [
+        name
+        for name in listed
+        if (project / name).is_file()
+        and conflict_markers((project / name).read_text(encoding="utf-8", errors="ignore"))
+    ]
+
+
 def release_commit(repo: Path, version: str) -> str | None:
     """The commit that released ``version``: the one that added its heading to CHANGELOG.md."""
     found = run(["git", "log", "--format=%H", f"-S## [{version}]", "--", "CHANGELOG.md"], repo)

@@ -288,7 +288,7 @@ EXAMPLE_WORDS = re.compile(r"fraud|claim|insur", re.IGNORECASE)
     ids=["binary", "binary-precision", "multiclass", "regression"],
 )
 def test_a_skeleton_does_not_speak_of_the_example(tmp_path: Path, answers: dict) -> None:
-    """Without the example, no default, reason, page or test mentions fraud, claims or insurance."""
+    """Without the example, no default, reason, page or test speaks of fraud, claims, insurance."""
     project = render(
         tmp_path / "skeleton", project_name="Churn Model", include_example=False, **answers
     )

@@ -23,7 +23,7 @@ from support import (
     after_updating,
     answers,
     commit_all,
-    conflict_markers,
+    conflicted_files,
     edit,
     generate,
     git,
@@ -65,14 +65,7 @@ def used_since_0_1_0(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
     commit_all(project, "Our changes")
 
     update(project)
-    conflicted = [
-        path.relative_to(project).as_posix()
-        for path in project.rglob("*")
-        if path.is_file()
-        and ".git" not in path.parts
-        and ".venv" not in path.parts
-        and conflict_markers(path.read_text(encoding="utf-8", errors="ignore"))
-    ]
+    conflicted = conflicted_files(project)
     # 0.8.0 dissolved config.py: the user's function, appended after the
     # load_params the template moved away, stands in a conflict in its new home.
     # The user keeps the new version and their function, as they would by hand.

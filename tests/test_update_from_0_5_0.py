@@ -16,10 +16,9 @@ import pytest
 from support import (
     answers,
     commit_all,
-    conflict_markers,
+    conflicted_files,
     edit,
     generate,
-    git,
     released_template,
     run,
     write_user_data,
@@ -62,14 +61,7 @@ def test_an_own_data_0_5_0_project_updates_keeping_its_edits_and_runs_with_no_ma
     project = own_data_0_5_0["project"]
     assert answers(project)["_commit"] == f"v{own_data_0_5_0['version']}"
     assert "uv.lock re-locked for the updated pyproject.toml" in own_data_0_5_0["updated"].stderr
-    listed = git(project, "ls-files", "--cached", "--others", "--exclude-standard").split()
-    marked = [
-        name
-        for name in listed
-        if (project / name).is_file()
-        and conflict_markers((project / name).read_text(encoding="utf-8", errors="ignore"))
-    ]
-    assert marked == []
+    assert conflicted_files(project) == []
     featurize = project / "src" / "churn" / "stages" / "featurize.py"
     assert BLANKS + OUR_COMMENT in featurize.read_text(encoding="utf-8")
     assert "min_category_frequency: 0.02" in (project / "params.yaml").read_text()
