@@ -5,7 +5,9 @@ succeeds, writes its figures to ``reports/.resources.json``: a scratch file of
 the workspace (git ignores it), one entry per stage, the last run of each.
 The evaluate stage, which records the run, copies them into
 ``reports/run.json`` under ``resources``, with its own figures so far
-(:func:`for_record`). The policy's ``resources`` section bounds a regression
+(:func:`for_record`), and those are the figures the scratch file keeps for
+it too: what the gate reads from the workspace compares like with like
+with what a committed record holds. The policy's ``resources`` section bounds a regression
 against the record committed at the baseline ref (:mod:`.checks`).
 """
 
@@ -47,15 +49,26 @@ def read(path: Path = RESOURCES_FILE) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-@contextmanager
-def recorded(stage: str, path: Path = RESOURCES_FILE) -> Generator[None]:
-    """Run a stage's body; when it succeeds, keep its figures under ``stage``."""
-    yield
-    found = {**read(path), stage: usage()}
+# Stages of this process whose figures went into the run record (for_record).
+RECORDED: dict[str, dict[str, float]] = {}
+
+
+def keep(found: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(found, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+@contextmanager
+def recorded(stage: str, path: Path = RESOURCES_FILE) -> Generator[None]:
+    """Run a stage's body; when it succeeds, keep its figures under ``stage``.
+
+    A stage that recorded the run keeps the figures the record holds.
+    """
+    yield
+    keep({**read(path), stage: RECORDED.pop(stage, None) or usage()}, path)
+
+
 def for_record(stage: str, path: Path = RESOURCES_FILE) -> dict[str, Any]:
     """Every stage's figures for the run record, ``stage`` (the recording one) so far."""
-    return {**read(path), stage: usage()}
+    RECORDED[stage] = usage()
+    return {**read(path), stage: RECORDED[stage]}
